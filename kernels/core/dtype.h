@@ -33,15 +33,17 @@ enum class DType : uint32_t {
 
 struct DTypeTraits {
   std::string_view name;
-  int64_t block_size;   // elements per block (1 for scalar types)
-  size_t block_bytes;   // bytes per block
+  int64_t block_size;  // elements per block (1 for scalar types)
+  size_t block_bytes;  // bytes per block
   bool quantized;
 };
 
 // nullopt for ids kvsieve does not know (removed or newer ggml types).
 std::optional<DType> dtype_from_id(uint32_t id);
 const DTypeTraits& dtype_traits(DType t);
-inline std::string_view dtype_name(DType t) { return dtype_traits(t).name; }
+inline std::string_view dtype_name(DType t) {
+  return dtype_traits(t).name;
+}
 std::optional<DType> dtype_from_name(std::string_view name);  // "Q4_K", "F16", case-insensitive
 
 // Types weights may be stored in (what matmul and the dequantizer read).

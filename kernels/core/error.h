@@ -18,11 +18,12 @@ class UsageError : public Error {
   using Error::Error;
 };
 
-[[noreturn]] void check_failed(const char* expr, const char* file, int line, const std::string& msg);
+[[noreturn]] void check_failed(const char* expr, const char* file, int line,
+                               const std::string& msg);
 
 }  // namespace kvs
 
-#define KVS_CHECK(cond, ...)                                                          \
-  do {                                                                                \
+#define KVS_CHECK(cond, ...)                                                               \
+  do {                                                                                     \
     if (!(cond)) ::kvs::check_failed(#cond, __FILE__, __LINE__, std::string{__VA_ARGS__}); \
   } while (0)

@@ -12,8 +12,8 @@ namespace kvs {
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 
 // Quantizes n floats into type t (round-to-nearest reference quantizers, same math as
-// ggml's quantize_row_*_ref). Supports F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_K
-// and the K-quants Q2_K..Q6_K.
+// ggml's quantize_row_*_ref). Supports F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_K;
+// throws kvs::Error for a type it cannot produce.
 void quantize_row(DType t, const float* src, void* dst, int64_t n);
 
 }  // namespace kvs

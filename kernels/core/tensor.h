@@ -21,7 +21,9 @@ struct Tensor {
   int64_t cols() const { return ne[0]; }
   size_t row_nbytes() const { return row_bytes(dtype, ne[0]); }
   size_t nbytes() const { return row_nbytes() * static_cast<size_t>(rows()); }
-  const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data) + row_nbytes() * r; }
+  const uint8_t* row(int64_t r) const {
+    return static_cast<const uint8_t*>(data) + row_nbytes() * r;
+  }
   const float* f32() const { return static_cast<const float*>(data); }
 };
 

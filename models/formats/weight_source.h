@@ -18,14 +18,14 @@
 namespace kvs {
 
 struct TensorInfo {
-  std::string name;                     // GGUF name
+  std::string name;  // GGUF name
   DType dtype = DType::F32;
   std::array<int64_t, 4> ne{1, 1, 1, 1};  // ggml order: ne[0] contiguous
   int n_dims = 1;
-  const void* data = nullptr;           // into the mapping (or an owned buffer)
+  const void* data = nullptr;  // into the mapping (or an owned buffer)
   size_t nbytes = 0;
-  std::string file;                     // file holding the data
-  uint64_t file_offset = 0;             // absolute offset of the data in `file`
+  std::string file;          // file holding the data
+  uint64_t file_offset = 0;  // absolute offset of the data in `file`
 
   Tensor view() const { return Tensor{data, dtype, ne, n_dims}; }
   int64_t nelements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }

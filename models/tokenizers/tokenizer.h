@@ -54,8 +54,17 @@ class Tokenizer {
   virtual bool is_control(int32_t id) const = 0;
   bool is_eog(int32_t id) const;
 
+  // SPM-style: a space was prepended to the text, so decoding drops the first one.
+  bool add_space_prefix() const { return add_space_prefix_; }
+  // Jinja chat template (GGUF `tokenizer.chat_template`, HF tokenizer_config.json), or "".
+  const std::string& chat_template() const { return chat_template_; }
+
  protected:
   SpecialTokens special_;
+  bool add_space_prefix_ = false;
+  // llama.cpp's clean_up_tokenization_spaces pass in decode() (" ." -> ".", " 's" -> "'s").
+  bool clean_spaces_ = false;
+  std::string chat_template_;
 };
 
 // Builds the tokenizer of a model: GGUF metadata, or tokenizer.json / tokenizer.model in

@@ -1,13 +1,13 @@
 #pragma once
 // Runs the kvsieve binary and captures its exit code, stdout and stderr.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <unistd.h>
 
 namespace kvs::test {
 
@@ -20,8 +20,10 @@ struct CliResult {
 inline std::string shell_quote(const std::string& s) {
   std::string r = "'";
   for (char c : s) {
-    if (c == '\'') r += "'\\''";
-    else r += c;
+    if (c == '\'')
+      r += "'\\''";
+    else
+      r += c;
   }
   return r + "'";
 }
@@ -33,7 +35,10 @@ inline CliResult run_cli(const std::vector<std::string>& args, const std::string
   const std::string in = dir + "/in", out = dir + "/out", err = dir + "/err";
   { std::ofstream(in) << stdin_text; }
   std::string cmd = shell_quote(KVSIEVE_BIN);
-  for (const auto& a : args) cmd += " " + shell_quote(a);
+  for (const auto& a : args) {
+    cmd += ' ';
+    cmd += shell_quote(a);
+  }
   cmd += " <" + in + " >" + out + " 2>" + err;
   const int status = std::system(cmd.c_str());
   CliResult r;

@@ -17,14 +17,18 @@ inline std::string model_cache(const std::string& rel) {
   return (env != nullptr ? std::string(env) : std::string(KVS_MODEL_CACHE)) + "/" + rel;
 }
 
-inline std::string fixture(const std::string& rel) { return std::string(KVS_FIXTURES) + "/" + rel; }
+inline std::string fixture(const std::string& rel) {
+  return std::string(KVS_FIXTURES) + "/" + rel;
+}
 
-inline bool exists(const std::string& p) { return std::filesystem::exists(p); }
+inline bool exists(const std::string& p) {
+  return std::filesystem::exists(p);
+}
 
 }  // namespace kvs::test
 
-#define KVS_REQUIRE_FILE(path)                                                   \
-  do {                                                                           \
+#define KVS_REQUIRE_FILE(path)                                                      \
+  do {                                                                              \
     if (!::kvs::test::exists(path)) GTEST_SKIP() << "test file absent: " << (path); \
   } while (0)
 

@@ -1,0 +1,43 @@
+#pragma once
+// Engine: everything read-only after load (weights, configuration, tokenizer, thread pool,
+// attention backend). One Engine serves many Sessions.
+#include <memory>
+#include <string>
+
+#include "kernels/attention/backend.h"
+#include "kernels/core/thread_pool.h"
+#include "models/formats/weight_source.h"
+#include "models/model/model.h"
+#include "models/tokenizers/tokenizer.h"
+
+namespace kvs {
+
+struct EngineOptions {
+  int threads = 0;                      // 0: all hardware threads
+  std::string attention = "reference";  // attention backend name
+};
+
+class Engine {
+ public:
+  // path: a GGUF file or an HF directory. Throws kvs::Error on any problem with the files.
+  static std::unique_ptr<Engine> load(const std::string& path, const EngineOptions& opts);
+
+  const WeightSource& weights() const { return *weights_; }
+  const ModelConfig& config() const { return model_->config(); }
+  const Model& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const AttentionBackend& attention() const { return *attention_; }
+  ThreadPool& pool() const { return *pool_; }
+  double load_seconds() const { return load_seconds_; }
+
+ private:
+  Engine() = default;
+  std::unique_ptr<WeightSource> weights_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  const AttentionBackend* attention_ = nullptr;
+  std::unique_ptr<ThreadPool> pool_;
+  double load_seconds_ = 0.0;
+};
+
+}  // namespace kvs

@@ -1,0 +1,154 @@
+#include "engine/session.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "kernels/core/error.h"
+
+namespace kvs {
+namespace {
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024.0 && u < 4) {
+    b /= 1024.0;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f %s", b, units[u]);
+  return buf;
+}
+
+size_t physical_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : 0;
+}
+
+}  // namespace
+
+Session::Session(const Engine& engine, const SessionOptions& opts) : engine_(engine) {
+  const ModelConfig& c = engine.config();
+  n_ctx_ = opts.n_ctx > 0 ? opts.n_ctx : std::min(c.n_ctx_train, 4096);
+  if (opts.n_ctx < 0) throw Error("--ctx-size must be positive, got " + std::to_string(opts.n_ctx));
+  if (n_ctx_ > (1 << 24)) throw Error("--ctx-size " + std::to_string(n_ctx_) + " is too large");
+  if (n_ctx_ > c.n_ctx_train)
+    spdlog::warn("context {} exceeds the model's training context {}", n_ctx_, c.n_ctx_train);
+  if (opts.n_batch <= 0)
+    throw Error("--batch-size must be positive, got " + std::to_string(opts.n_batch));
+  n_batch_ = std::min(opts.n_batch, n_ctx_);
+
+  KVCacheShape shape{c.n_layer, c.n_head_kv, c.head_dim_k, c.head_dim_v, DType::F32, DType::F32};
+  std::vector<int32_t> capacity(c.n_layer);
+  for (int il = 0; il < c.n_layer; ++il) {
+    // Sliding-window layers keep window-1 old tokens plus one chunk.
+    capacity[il] = c.is_swa(il) ? std::min(n_ctx_, c.sliding_window - 1 + n_batch_) : n_ctx_;
+  }
+  // The size is known before anything is allocated: refuse what cannot fit.
+  size_t slots = 0;
+  for (int32_t cap : capacity) slots += static_cast<size_t>(cap) * c.n_head_kv;
+  const size_t per_slot = row_bytes(DType::F32, c.head_dim_k) + row_bytes(DType::F32, c.head_dim_v);
+  const size_t need = slots * per_slot;
+  const size_t phys = physical_memory();
+  if (phys > 0 && need > phys / 10 * 8)
+    throw Error("the KV cache for a context of " + std::to_string(n_ctx_) + " tokens needs " +
+                human_bytes(static_cast<double>(need)) + ", more than this machine's memory (" +
+                human_bytes(static_cast<double>(phys)) +
+                "); use a smaller --ctx-size or a cache plan");
+  cache_ = std::make_unique<KVCache>(shape, capacity);
+  spdlog::debug("KV cache: {} allocated for {} tokens", human_bytes(static_cast<double>(need)),
+                n_ctx_);
+}
+
+size_t Session::full_cache_bytes(int64_t n_tokens) const {
+  const ModelConfig& c = engine_.config();
+  size_t slots = 0;
+  for (int il = 0; il < c.n_layer; ++il) {
+    const int64_t kept = c.is_swa(il) ? std::min<int64_t>(n_tokens, c.sliding_window) : n_tokens;
+    slots += static_cast<size_t>(kept) * c.n_head_kv;
+  }
+  return slots * cache_->bytes_per_slot();
+}
+
+void Session::reset() {
+  cache_->clear();
+  n_past_ = 0;
+  history_.clear();
+  swa_dropped_below_ = 0;
+}
+
+bool Session::truncate(int64_t n) {
+  KVS_CHECK(n >= 0 && n <= n_past_);
+  if (n == n_past_) return true;
+  const ModelConfig& c = engine_.config();
+  // A query at position n sees keys down to n + 1 - window.
+  if (c.sliding_window > 0 && swa_dropped_below_ > n + 1 - c.sliding_window) return false;
+  for (int il = 0; il < c.n_layer; ++il) {
+    for (int h = 0; h < c.n_head_kv; ++h) {
+      std::vector<int32_t> keep;
+      const int32_t* pos = cache_->positions(il, h);
+      for (int32_t s = 0; s < cache_->len(il, h); ++s)
+        if (pos[s] < n) keep.push_back(s);
+      cache_->keep_slots(il, h, keep);
+    }
+  }
+  n_past_ = n;
+  history_.resize(static_cast<size_t>(n));
+  return true;
+}
+
+std::vector<float> Session::eval(std::span<const int32_t> tokens, int64_t n_logits,
+                                 const ProgressFn& progress) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) throw Error("nothing to evaluate: the token list is empty");
+  if (n_past_ + n > n_ctx_)
+    throw Error("the prompt needs " + std::to_string(n_past_ + n) +
+                " tokens but the context holds " + std::to_string(n_ctx_) +
+                " (raise --ctx-size or use a cache plan)");
+  KVS_CHECK(n_logits >= 0 && n_logits <= n);
+  const int n_vocab = engine_.config().n_vocab;
+  for (int32_t id : tokens)
+    if (id < 0 || id >= n_vocab)
+      throw Error("token id " + std::to_string(id) + " is outside the vocabulary");
+  std::vector<float> logits(static_cast<size_t>(n_logits) * n_vocab);  // [n_logits, n_vocab]
+  for (int64_t done = 0; done < n;) {
+    const int64_t T = std::min<int64_t>(n_batch_, n - done);
+    batch_pos_.resize(T);
+    std::iota(batch_pos_.begin(), batch_pos_.end(), static_cast<int32_t>(n_past_));
+    // Logits rows of this chunk that fall within the last n_logits tokens.
+    const int64_t first_out = n - n_logits;
+    const int64_t chunk_out = std::max<int64_t>(0, done + T - std::max(first_out, done));
+    float* dst = logits.data() + (done + T - chunk_out - first_out) * n_vocab;
+    forward(engine_.model(), tokens.subspan(done, T), *this, engine_.pool(), scratch_, chunk_out,
+            chunk_out > 0 ? dst : nullptr);
+    history_.insert(history_.end(), tokens.begin() + done, tokens.begin() + done + T);
+    n_past_ += T;
+    done += T;
+    if (progress) progress(done, n);
+  }
+  return logits;
+}
+
+void Session::attend(int layer, const ops::RopeParams& rope, float* q, float* k, const float* v,
+                     int64_t T, float* out) {
+  const ModelConfig& c = engine_.config();
+  ops::rope(q, T, c.n_head, c.head_dim_k, batch_pos_.data(), rope);
+  ops::rope(k, T, c.n_head_kv, c.head_dim_k, batch_pos_.data(), rope);
+  cache_->append(layer, k, v, batch_pos_.data(), T);
+  AttentionShape shape{c.n_head,      c.n_head_kv, c.head_dim_k,
+                       c.head_dim_v,  c.kq_scale,  c.is_swa(layer) ? c.sliding_window : 0,
+                       c.attn_softcap};
+  const KVView view = cache_->view(layer);
+  engine_.attention().attend(shape, q, batch_pos_.data(), T, view, out, engine_.pool());
+  if (c.is_swa(layer)) {
+    // The next query is at last+1 and sees keys with pos > last + 1 - window.
+    const int32_t last = batch_pos_.back();
+    cache_->drop_before(layer, last + 2 - c.sliding_window);
+    swa_dropped_below_ = std::max(swa_dropped_below_, last + 2 - c.sliding_window);
+  }
+}
+
+}  // namespace kvs

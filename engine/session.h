@@ -1,0 +1,62 @@
+#pragma once
+// Session: all mutable state of one conversation (KV cache, position). Tokens are
+// evaluated in chunks so a long prompt needs bounded activation memory.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "cache/kv_cache.h"
+#include "engine/engine.h"
+#include "models/model/forward.h"
+
+namespace kvs {
+
+struct SessionOptions {
+  int n_ctx = 0;      // 0: min(training context, 4096)
+  int n_batch = 256;  // prefill chunk size
+};
+
+// Called after each prefill chunk with (tokens done, tokens total).
+using ProgressFn = std::function<void(int64_t, int64_t)>;
+
+class Session final : private AttentionContext {
+ public:
+  Session(const Engine& engine, const SessionOptions& opts);
+
+  // Evaluates tokens after those already in the cache and returns the logits of the last
+  // n_logits of them: [n_logits, n_vocab]. Throws kvs::Error when the context would overflow.
+  std::vector<float> eval(std::span<const int32_t> tokens, int64_t n_logits,
+                          const ProgressFn& progress = {});
+
+  int n_ctx() const { return n_ctx_; }
+  int64_t n_past() const { return n_past_; }
+  const std::vector<int32_t>& history() const { return history_; }
+  const KVCache& cache() const { return *cache_; }
+  const Engine& engine() const { return engine_; }
+  // Forgets every token (keeps the allocation).
+  void reset();
+  // Keeps only the first n tokens (to reuse a shared prefix). Returns false, changing
+  // nothing, when a sliding-window layer already dropped keys that position n would need.
+  bool truncate(int64_t n);
+  // Bytes a full cache of this session would hold for n tokens.
+  size_t full_cache_bytes(int64_t n_tokens) const;
+
+ private:
+  void attend(int layer, const ops::RopeParams& rope, float* q, float* k, const float* v, int64_t T,
+              float* out) override;
+
+  const Engine& engine_;
+  int n_ctx_;
+  int n_batch_;
+  int64_t n_past_ = 0;
+  std::vector<int32_t> history_;
+  std::vector<int32_t> batch_pos_;
+  int32_t swa_dropped_below_ = 0;  // sliding-window layers hold no key below this position  // [T]
+                                   // positions of the batch being evaluated
+  std::unique_ptr<KVCache> cache_;
+  ForwardScratch scratch_;
+};
+
+}  // namespace kvs

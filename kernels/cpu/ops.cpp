@@ -1,0 +1,186 @@
+#include "kernels/cpu/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+#include "kernels/core/error.h"
+#include "kernels/core/quant.h"
+#include "kernels/cpu/quant_dot.h"
+
+namespace kvs::ops {
+
+float ref::dot_f32(const float* a, const float* b, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
+  return static_cast<float>(s);
+}
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+  int64_t i = 0;
+  float s = 0.0f;
+#if defined(__AVX2__) && defined(__FMA__)
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+  }
+  for (; i + 8 <= n; i += 8)
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  const __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  s = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
+#endif
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void ref::matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float* y) {
+  const int64_t K = W.ne[0], N = W.rows();
+  std::vector<float> row(static_cast<size_t>(K));  // [K] one dequantized weight row
+  for (int64_t n = 0; n < N; ++n) {
+    dequantize_row(W.dtype, W.row(n), row.data(), K);
+    for (int64_t t = 0; t < T; ++t)
+      y[t * N + n] = ref::dot_f32(x + t * K, row.data(), K) + (bias != nullptr ? bias[n] : 0.0f);
+  }
+}
+
+void ref::matmul_quantized(const float* x, int64_t T, const Tensor& W, const float* bias,
+                           float* y) {
+  const int64_t K = W.ne[0], N = W.rows();
+  if (W.dtype == DType::F32) {
+    ref::matmul(x, T, W, bias, y);
+    return;
+  }
+  const size_t act_bytes = activation_row_bytes(W.dtype, K);
+  std::vector<uint8_t> act(act_bytes * T);  // [T][act_bytes]
+  for (int64_t t = 0; t < T; ++t)
+    kvs::ref::quantize_activation(W.dtype, x + t * K, act.data() + t * act_bytes, K);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t t = 0; t < T; ++t)
+      y[t * N + n] = kvs::ref::vec_dot(W.dtype, K, W.row(n), act.data() + t * act_bytes) +
+                     (bias != nullptr ? bias[n] : 0.0f);
+}
+
+void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float* y,
+            ThreadPool& pool) {
+  const int64_t K = W.ne[0], N = W.rows();
+  if (W.dtype == DType::F32) {
+    pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n) {
+        const float* w = reinterpret_cast<const float*>(W.row(n));
+        const float b = bias != nullptr ? bias[n] : 0.0f;
+        for (int64_t t = 0; t < T; ++t) y[t * N + n] = dot_f32(x + t * K, w, K) + b;
+      }
+    });
+    return;
+  }
+  KVS_CHECK(quant_dot_supported(W.dtype), "no dot product for " + std::string(dtype_name(W.dtype)));
+  // Activations are quantized once per call to the weight type's dot format (as llama.cpp
+  // does), then every weight row is dotted with every token's row in integer arithmetic.
+  const size_t act_bytes = activation_row_bytes(W.dtype, K);
+  thread_local std::vector<uint8_t> act;  // [T][act_bytes] quantized activation rows
+  act.resize(act_bytes * T);
+  uint8_t* act_data = act.data();
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      quantize_activation(W.dtype, x + t * K, act_data + t * act_bytes, K);
+  });
+  const DType wt = W.dtype;
+  pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const uint8_t* w = W.row(n);
+      const float b = bias != nullptr ? bias[n] : 0.0f;
+      for (int64_t t = 0; t < T; ++t)
+        y[t * N + n] = vec_dot(wt, K, w, act_data + t * act_bytes) + b;
+    }
+  });
+}
+
+void get_rows(const Tensor& E, const int32_t* ids, int64_t n, float* out) {
+  const int64_t D = E.ne[0], V = E.rows();
+  for (int64_t i = 0; i < n; ++i) {
+    KVS_CHECK(ids[i] >= 0 && ids[i] < V, "token id out of range");
+    dequantize_row(E.dtype, E.row(ids[i]), out + i * D, D);
+  }
+}
+
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n;
+    float* yr = y + r * n;
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    const float scale = 1.0f / std::sqrt(static_cast<float>(ss / n) + eps);
+    for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * scale * (w != nullptr ? w[i] : 1.0f);
+  }
+}
+
+void rope(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos, const RopeParams& p) {
+  const int half = p.n_rot / 2;
+  std::vector<float> theta_base(static_cast<size_t>(half));  // [n_rot/2] per-pair frequency
+  for (int i = 0; i < half; ++i) {
+    float f = p.freq_scale * std::pow(p.base, -2.0f * i / p.n_rot);
+    if (p.freq_factors != nullptr) f /= p.freq_factors[i];
+    theta_base[i] = f;
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    for (int i = 0; i < half; ++i) {
+      const float theta = static_cast<float>(pos[t]) * theta_base[i];
+      const float c = std::cos(theta), s = std::sin(theta);
+      for (int h = 0; h < n_heads; ++h) {
+        float* v = x + (t * n_heads + h) * head_dim;
+        const int i0 = p.neox ? i : 2 * i;
+        const int i1 = p.neox ? i + half : 2 * i + 1;
+        const float a = v[i0], b = v[i1];
+        v[i0] = a * c - b * s;
+        v[i1] = a * s + b * c;
+      }
+    }
+  }
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = 0.5f * g * (1.0f + std::tanh(kSqrt2OverPi * (g + 0.044715f * g * g * g))) * up[i];
+  }
+}
+
+void add_inplace(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void scale_inplace(float* x, float s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+void softmax_inplace(float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+}  // namespace kvs::ops

@@ -1,0 +1,66 @@
+#include "models/tokenizers/sentencepiece_tokenizer.h"
+
+#include <sentencepiece_processor.h>
+
+#include "kernels/core/error.h"
+
+namespace kvs {
+
+VocabSpec vocab_spec_from_sp_model(const SpModelProto& proto, const std::string& source) {
+  VocabSpec s;
+  s.source = source;
+  s.model = "llama";
+  const size_t n = proto.pieces.size();
+  s.tokens.reserve(n);
+  s.scores.reserve(n);
+  s.types.reserve(n);
+  for (const auto& p : proto.pieces) {
+    s.tokens.push_back(p.piece);
+    s.scores.push_back(p.score);
+    s.types.push_back(p.type >= 0 && p.type <= 6 ? p.type : 0);
+  }
+  auto id = [&](int32_t v) -> std::optional<int64_t> {
+    if (v < 0) return std::nullopt;  // disabled in the trainer spec
+    return v;
+  };
+  s.unk = id(proto.unk_id);
+  s.bos = id(proto.bos_id);
+  s.eos = id(proto.eos_id);
+  s.pad = id(proto.pad_id);
+  s.add_space_prefix = proto.add_dummy_prefix;
+  return s;
+}
+
+SentencePieceTokenizer::SentencePieceTokenizer(const VocabSpec& spec, const SpModelProto& proto,
+                                               std::string_view model_bytes)
+    : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), source_(spec.source) {
+  SpecialDefaults d;
+  d.add_bos = true;  // HF's LlamaTokenizer default; tokenizer_config.json overrides it
+  init_vocab(spec, d);
+  add_space_prefix_ = proto.add_dummy_prefix;
+  clean_spaces_ = false;
+  byte_level_ = false;
+  const auto status = sp_->LoadFromSerializedProto(model_bytes);
+  if (!status.ok())
+    throw Error(spec.source + ": SentencePiece rejects the model: " + status.ToString());
+  // Tokens added by tokenizer_config.json may follow the model's pieces.
+  if (sp_->GetPieceSize() != static_cast<int>(proto.pieces.size()) ||
+      sp_->GetPieceSize() > vocab_.size())
+    throw Error(spec.source + ": SentencePiece reports " + std::to_string(sp_->GetPieceSize()) +
+                " pieces, the model lists " + std::to_string(proto.pieces.size()));
+}
+
+SentencePieceTokenizer::~SentencePieceTokenizer() = default;
+
+void SentencePieceTokenizer::encode_text(std::string_view text, bool /*after_special*/,
+                                         std::vector<int32_t>& out) const {
+  // SentencePiece adds its dummy prefix to every call; every plain run starts the text or
+  // follows a special token, which is exactly where llama.cpp adds it.
+  std::vector<int> ids;
+  const auto status = sp_->Encode(text, &ids);
+  if (!status.ok())
+    throw Error(source_ + ": SentencePiece cannot encode the text: " + status.ToString());
+  out.insert(out.end(), ids.begin(), ids.end());
+}
+
+}  // namespace kvs

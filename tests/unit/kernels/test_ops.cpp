@@ -1,0 +1,130 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/core/quant.h"
+#include "kernels/cpu/ops.h"
+
+namespace kvs {
+namespace {
+
+std::vector<float> randn(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+TEST(Ops, DotMatchesReference) {
+  for (int n : {1, 7, 8, 31, 32, 33, 100, 1000}) {
+    auto a = randn(n, 1), b = randn(n, 2);
+    EXPECT_NEAR(ops::dot_f32(a.data(), b.data(), n), ops::ref::dot_f32(a.data(), b.data(), n),
+                1e-4 * n);
+  }
+}
+
+// The threaded matmul against its scalar twin (same arithmetic) tightly, and against exact
+// float math on the dequantized weights within the activation-quantization error.
+TEST(Ops, MatmulMatchesReferenceForEveryWeightType) {
+  ThreadPool pool(2);
+  const int64_t K = 512, N = 37, T = 5;
+  const auto w = randn(K * N, 3);
+  const auto x = randn(K * T, 4);
+  const auto bias = randn(N, 5);
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                  DType::Q5_1, DType::Q8_0}) {
+    std::vector<uint8_t> wq(row_bytes(t, K) * N);  // [N] rows of K elements in type t
+    for (int64_t n = 0; n < N; ++n)
+      quantize_row(t, w.data() + n * K, wq.data() + n * row_bytes(t, K), K);
+    Tensor W{wq.data(), t, {K, N, 1, 1}, 2};
+    std::vector<float> y(T * N), y_twin(T * N), y_exact(T * N);  // [T, N]
+    ops::matmul(x.data(), T, W, bias.data(), y.data(), pool);
+    ops::ref::matmul_quantized(x.data(), T, W, bias.data(), y_twin.data());
+    ops::ref::matmul(x.data(), T, W, bias.data(), y_exact.data());
+    double err = 0, mag = 0;
+    for (int64_t i = 0; i < T * N; ++i) {
+      ASSERT_NEAR(y[i], y_twin[i], 1e-4 * (1 + std::fabs(y_twin[i])))
+          << dtype_name(t) << " at " << i;
+      err += std::fabs(y[i] - y_exact[i]);
+      mag += std::fabs(y_exact[i]);
+    }
+    // Q8 activations carry about 0.4% relative error per element; F16/BF16 less.
+    EXPECT_LT(err / mag, 0.01) << dtype_name(t);
+  }
+}
+
+TEST(Ops, RmsNorm) {
+  std::vector<float> x{1, 2, 3, 4}, w{1, 1, 2, 2}, y(4);
+  ops::rms_norm(x.data(), w.data(), y.data(), 1, 4, 0.0f);
+  const float r = std::sqrt((1 + 4 + 9 + 16) / 4.0f);
+  EXPECT_FLOAT_EQ(y[0], 1 / r);
+  EXPECT_FLOAT_EQ(y[3], 8 / r);
+}
+
+// GGUF llama weights have Q/K rows permuted so that interleaved RoPE on them equals NEOX
+// RoPE on the HF layout: check the two rotations agree under that permutation.
+TEST(Ops, RopeNormOnPermutedEqualsNeox) {
+  const int d = 16, T = 3, H = 2;
+  auto x = randn(T * H * d, 7);
+  std::vector<float> perm(x.size());
+  for (int t = 0; t < T * H; ++t)
+    for (int i = 0; i < d / 2; ++i) {
+      perm[t * d + 2 * i] = x[t * d + i];
+      perm[t * d + 2 * i + 1] = x[t * d + i + d / 2];
+    }
+  const int32_t pos[T] = {0, 5, 100};
+  ops::RopeParams p;
+  p.n_rot = d;
+  p.base = 10000.0f;
+  p.neox = true;
+  ops::rope(x.data(), T, H, d, pos, p);
+  p.neox = false;
+  ops::rope(perm.data(), T, H, d, pos, p);
+  for (int t = 0; t < T * H; ++t)
+    for (int i = 0; i < d / 2; ++i) {
+      EXPECT_NEAR(perm[t * d + 2 * i], x[t * d + i], 1e-5);
+      EXPECT_NEAR(perm[t * d + 2 * i + 1], x[t * d + i + d / 2], 1e-5);
+    }
+}
+
+TEST(Ops, RopeAtPositionZeroIsIdentityAndPreservesNorm) {
+  auto x = randn(64, 9);
+  auto y = x;
+  const int32_t pos0[1] = {0};
+  ops::RopeParams p;
+  p.n_rot = 64;
+  ops::rope(y.data(), 1, 1, 64, pos0, p);
+  for (int i = 0; i < 64; ++i) EXPECT_FLOAT_EQ(y[i], x[i]);
+  const int32_t pos[1] = {1234};
+  ops::rope(y.data(), 1, 1, 64, pos, p);
+  EXPECT_NEAR(ops::ref::dot_f32(y.data(), y.data(), 64), ops::ref::dot_f32(x.data(), x.data(), 64),
+              1e-3);
+}
+
+TEST(Ops, Activations) {
+  const float g[2] = {1.0f, -2.0f}, u[2] = {2.0f, 3.0f};
+  float o[2];
+  ops::silu_mul(g, u, o, 2);
+  EXPECT_NEAR(o[0], 1.0f / (1.0f + std::exp(-1.0f)) * 2.0f, 1e-6);
+  ops::gelu_tanh_mul(g, u, o, 2);
+  EXPECT_NEAR(o[0], 0.841192f * 2.0f, 1e-5);
+  EXPECT_NEAR(o[1], -0.045402f * 3.0f, 1e-5);
+}
+
+TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
+  ThreadPool pool(3);
+  for (int64_t n : {0, 1, 2, 3, 10, 1001}) {
+    std::vector<int> hits(n, 0);
+    for (int rep = 0; rep < 50; ++rep)
+      pool.parallel_for(n, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) ++hits[i];
+      });
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i], 50);
+  }
+}
+
+}  // namespace
+}  // namespace kvs

@@ -1,0 +1,333 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/core/half.h"
+#include "kernels/core/quant.h"
+#include "kernels/core/quant_blocks.h"
+#include "kernels/cpu/quant_dot.h"
+
+namespace kvs {
+namespace {
+
+constexpr DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
+                                  DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
+                                  DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+constexpr double kU = 1.0 / (1 << 24);  // unit roundoff of f32
+
+bool is_k_quant(DType t) {
+  return dtype_traits(t).block_size == kQK_K;
+}
+
+std::vector<float> randn(int64_t n, std::mt19937& rng, float sigma = 1.0f) {
+  std::normal_distribution<float> d(0.0f, sigma);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+template <class Block>
+void set_scales(std::vector<uint8_t>& row, std::mt19937& rng, bool has_dmin) {
+  std::uniform_real_distribution<float> u(1e-3f, 2e-2f);
+  auto* b = reinterpret_cast<Block*>(row.data());
+  for (size_t i = 0; i < row.size() / sizeof(Block); ++i) {
+    b[i].d = fp32_to_fp16(u(rng));
+    if constexpr (requires { b[i].dmin; }) {
+      if (has_dmin) b[i].dmin = fp32_to_fp16(u(rng));
+    }
+  }
+}
+
+// A random weight row [n] in type t: quantized floats where kvs::quantize_row can produce the
+// type, otherwise random bytes (every bit pattern is a valid K-quant) with small finite scales.
+std::vector<uint8_t> random_weights(DType t, int64_t n, std::mt19937& rng) {
+  std::vector<uint8_t> row(row_bytes(t, n));
+  if (!is_k_quant(t)) {
+    const auto f = randn(n, rng);
+    quantize_row(t, f.data(), row.data(), n);
+    return row;
+  }
+  for (auto& b : row) b = static_cast<uint8_t>(rng());
+  switch (t) {
+    case DType::Q2_K:
+      set_scales<BlockQ2_K>(row, rng, true);
+      break;
+    case DType::Q3_K:
+      set_scales<BlockQ3_K>(row, rng, false);
+      break;
+    case DType::Q4_K:
+      set_scales<BlockQ4_K>(row, rng, true);
+      break;
+    case DType::Q5_K:
+      set_scales<BlockQ5_K>(row, rng, true);
+      break;
+    case DType::Q6_K:
+      set_scales<BlockQ6_K>(row, rng, false);
+      break;
+    default:
+      break;
+  }
+  return row;
+}
+
+// The per-element offset term (m for Q4_1/Q5_1, -dmin*m for Q2_K/Q4_K/Q5_K, else 0): the
+// weight dequantized with every quant zeroed.
+std::vector<float> offsets(DType t, const std::vector<uint8_t>& w, int64_t n) {
+  std::vector<uint8_t> z = w;
+  auto zero = [&](size_t block_bytes, size_t from, size_t to) {
+    for (size_t b = 0; b < z.size(); b += block_bytes)
+      std::memset(z.data() + b + from, 0, to - from);
+  };
+  switch (t) {
+    case DType::Q4_1:
+      zero(sizeof(BlockQ4_1), 4, 20);
+      break;
+    case DType::Q5_1:
+      zero(sizeof(BlockQ5_1), 4, 24);
+      break;
+    case DType::Q2_K:
+      zero(sizeof(BlockQ2_K), 16, 80);
+      break;
+    case DType::Q4_K:
+      zero(sizeof(BlockQ4_K), 16, 144);
+      break;
+    case DType::Q5_K:
+      zero(sizeof(BlockQ5_K), 16, 176);
+      break;
+    default:
+      return std::vector<float>(n, 0.0f);
+  }
+  std::vector<float> off(n);
+  dequantize_row(t, z.data(), off.data(), n);
+  return off;
+}
+
+std::vector<float> dequant_activation(DType wt, const std::vector<uint8_t>& a, int64_t n) {
+  std::vector<float> out(n);
+  if (vec_dot_type(wt) == DType::Q8_1) {  // dequantize_row has no Q8_1: d * q
+    const auto* b = reinterpret_cast<const BlockQ8_1*>(a.data());
+    for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(b[i / kQK].d) * b[i / kQK].qs[i % kQK];
+  } else {
+    dequantize_row(vec_dot_type(wt), a.data(), out.data(), n);
+  }
+  return out;
+}
+
+// Length of the longest float accumulation chain in either implementation: the reference adds
+// one term per block serially (two for Q4_1/Q5_1's min term), the K-quant generic code keeps 8
+// lane sums per super-block plus the min term, and the float types' SIMD lanes each add n/32
+// products (the reference sums those in double).
+double chain_length(DType t, int64_t n) {
+  const int64_t nb = n / dtype_traits(t).block_size;
+  if (!dtype_traits(t).quantized) return static_cast<double>(n) / 32.0;
+  return is_k_quant(t) ? 9.0 * nb : 2.0 * nb;
+}
+
+struct Case {
+  std::vector<uint8_t> w, a;
+  std::vector<float> wf, af, off;
+  double magnitude = 0;  // B = sum_i (|w_i| + |off_i|) * |a_i|, bounds sum of |terms|
+  double exact = 0;      // sum_i w_i * a_i in double
+};
+
+Case make_case(DType t, int64_t n, std::mt19937& rng) {
+  Case c;
+  c.w = random_weights(t, n, rng);
+  const auto x = randn(n, rng, 3.0f);
+  c.a.resize(activation_row_bytes(t, n));
+  ref::quantize_activation(t, x.data(), c.a.data(), n);
+  c.wf.resize(n);
+  dequantize_row(t, c.w.data(), c.wf.data(), n);
+  c.af = dequant_activation(t, c.a, n);
+  c.off = offsets(t, c.w, n);
+  for (int64_t i = 0; i < n; ++i) {
+    c.magnitude += (std::fabs(c.wf[i]) + std::fabs(c.off[i])) * std::fabs(c.af[i]);
+    c.exact += static_cast<double>(c.wf[i]) * c.af[i];
+  }
+  return c;
+}
+
+std::vector<int64_t> sizes(DType t) {
+  if (!dtype_traits(t).quantized) return {1, 7, 8, 33, 100, 256, 4096};
+  if (is_k_quant(t)) return {256, 512, 1280, 4096};
+  return {32, 64, 96, 224, 4096};
+}
+
+TEST(QuantDot, VecDotTypes) {
+  EXPECT_EQ(vec_dot_type(DType::Q4_0), DType::Q8_0);
+  EXPECT_EQ(vec_dot_type(DType::Q5_0), DType::Q8_0);
+  EXPECT_EQ(vec_dot_type(DType::Q8_0), DType::Q8_0);
+  EXPECT_EQ(vec_dot_type(DType::Q4_1), DType::Q8_1);
+  EXPECT_EQ(vec_dot_type(DType::Q5_1), DType::Q8_1);
+  for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})
+    EXPECT_EQ(vec_dot_type(t), DType::Q8_K);
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) EXPECT_EQ(vec_dot_type(t), t);
+  EXPECT_EQ(activation_row_bytes(DType::Q4_1, 64), 72u);
+  EXPECT_EQ(activation_row_bytes(DType::Q6_K, 512), 584u);
+  EXPECT_EQ(activation_row_bytes(DType::F16, 7), 14u);
+  EXPECT_FALSE(quant_dot_supported(DType::Q8_K));
+}
+
+// (a) The optimized kernel against its scalar twin. Both compute the same exact int32 block
+// sums; they differ in how the per-block float terms are rounded and summed. Any summation
+// order of k terms errs by at most (k-1)*u*sum|term| and each term carries <= 3 roundings, so
+// |opt - ref| <= 2*(k + 4)*u*B with B bounding sum|term| and k the longest chain.
+TEST(QuantDot, OptimizedMatchesReference) {
+  std::mt19937 rng(1234);
+  for (DType t : kWeightTypes) {
+    for (int64_t n : sizes(t)) {
+      for (int rep = 0; rep < 3; ++rep) {
+        const Case c = make_case(t, n, rng);
+        const float opt = vec_dot(t, n, c.w.data(), c.a.data());
+        const float ref = ref::vec_dot(t, n, c.w.data(), c.a.data());
+        const double tol = 2.0 * (chain_length(t, n) + 4.0) * kU * c.magnitude + 1e-30;
+        ASSERT_NEAR(opt, ref, tol) << dtype_name(t) << " n=" << n << " rep=" << rep;
+      }
+    }
+  }
+}
+
+// (b) The reference's integer math reproduces the dot of the dequantized rows. Beyond the
+// summation bound above, Q8_1's s = fp16(d * sum q) is rounded to half precision (relative
+// 2^-11, or 2^-25 absolute when subnormal), which the min term m * s inherits.
+TEST(QuantDot, ReferenceMatchesDequantizedDot) {
+  std::mt19937 rng(99);
+  for (DType t : kWeightTypes) {
+    for (int64_t n : sizes(t)) {
+      const Case c = make_case(t, n, rng);
+      const double sum_tol = 2.0 * (chain_length(t, n) + 8.0) * kU * c.magnitude + 1e-30;
+      // The bound has teeth: it is below one element's average share of the magnitude, so a
+      // wrong scale, sign or element would show.
+      EXPECT_LT(sum_tol, c.magnitude / static_cast<double>(n)) << dtype_name(t) << " n=" << n;
+      double tol = sum_tol;
+      if (vec_dot_type(t) == DType::Q8_1) {
+        const auto* a = reinterpret_cast<const BlockQ8_1*>(c.a.data());
+        for (int64_t b = 0; b < n / kQK; ++b)
+          tol += std::fabs(c.off[b * kQK]) * (std::fabs(fp16_to_fp32(a[b].s)) * 0x1p-11 + 0x1p-25);
+      }
+      const float ref = ref::vec_dot(t, n, c.w.data(), c.a.data());
+      ASSERT_NEAR(ref, c.exact, tol) << dtype_name(t) << " n=" << n;
+    }
+  }
+}
+
+// (c) Hand-checked activation blocks. amax 127 makes d = 1 (id = 1), so the quants are the
+// rounded inputs: Q8_0/Q8_1 round halves away from zero (roundf), Q8_K to even (nearest_int).
+TEST(QuantDot, QuantizeActivationHandExample) {
+  std::vector<float> x(kQK, 0.0f);
+  const float head[] = {2.5f, -2.5f, 0.5f, -0.5f, 1.49f, 127.0f, -3.7f, 0.0f};
+  std::copy(std::begin(head), std::end(head), x.begin());
+  const int8_t want[] = {3, -3, 1, -1, 1, 127, -4, 0};
+
+  for (auto quant : {ref::quantize_activation, quantize_activation}) {
+    BlockQ8_0 q0;
+    quant(DType::Q8_0, x.data(), &q0, kQK);
+    EXPECT_EQ(q0.d, 0x3C00);  // fp16 1.0
+    for (int j = 0; j < 8; ++j) EXPECT_EQ(q0.qs[j], want[j]) << j;
+    for (int j = 8; j < kQK; ++j) EXPECT_EQ(q0.qs[j], 0);
+
+    BlockQ8_1 q1;
+    quant(DType::Q4_1, x.data(), &q1, kQK);
+    EXPECT_EQ(q1.d, 0x3C00);
+    EXPECT_EQ(q1.s, 0x57C0);  // fp16 124.0 = 1 * (3-3+1-1+1+127-4)
+    EXPECT_EQ(std::memcmp(q1.qs, q0.qs, kQK), 0);
+
+    // Q8_K: the signed max is +127 (first of +127 / -127), so iscale = -1, d = -1 and the
+    // quants are -x rounded half to even.
+    std::vector<float> xk(kQK_K, 0.0f);
+    const float headk[] = {2.5f, -2.5f, -0.5f, 127.0f, 1.5f, -127.0f};
+    std::copy(std::begin(headk), std::end(headk), xk.begin());
+    xk[200] = 3.25f;
+    BlockQ8_K qk;
+    quant(DType::Q4_K, xk.data(), &qk, kQK_K);
+    EXPECT_EQ(qk.d, -1.0f);
+    const int8_t wantk[] = {-2, 2, 0, -127, -2, 127};
+    for (int j = 0; j < 6; ++j) EXPECT_EQ(qk.qs[j], wantk[j]) << j;
+    EXPECT_EQ(qk.qs[200], -3);
+    EXPECT_EQ(qk.bsums[0], -2);
+    EXPECT_EQ(qk.bsums[12], -3);
+    for (int g = 1; g < 16; ++g) {
+      if (g != 12) {
+        EXPECT_EQ(qk.bsums[g], 0) << g;
+      }
+    }
+
+    // All-zero input: d = 0 and zero quants and sums.
+    std::vector<float> zeros(kQK_K, 0.0f);
+    quant(DType::Q6_K, zeros.data(), &qk, kQK_K);
+    EXPECT_EQ(qk.d, 0.0f);
+    for (int j = 0; j < kQK_K; ++j) ASSERT_EQ(qk.qs[j], 0);
+    for (int g = 0; g < 16; ++g) EXPECT_EQ(qk.bsums[g], 0);
+  }
+}
+
+// (c) Random rows: the reference quantizers agree byte for byte with kvs::quantize_row where
+// it produces the format, and the optimized quantizers with the reference everywhere.
+TEST(QuantDot, QuantizeActivationMatchesQuantizeRow) {
+  std::mt19937 rng(7);
+  for (int rep = 0; rep < 20; ++rep) {
+    const int64_t n = 1024;
+    auto x = randn(n, rng, rep % 2 ? 0.01f : 10.0f);
+    if (rep == 3) std::fill(x.begin(), x.begin() + 256, 0.0f);  // an all-zero super-block
+    if (rep == 4) {  // amax 127 in every block makes d = 1, so the .5 inputs are exact ties
+      for (auto& v : x) v = std::round(v * 2) / 2;
+      for (int64_t i = 0; i < n; i += kQK) x[i] = (i / kQK) % 3 ? 127.0f : -127.0f;
+    }
+    for (DType t : kWeightTypes) {
+      const DType at = vec_dot_type(t);
+      std::vector<uint8_t> a(activation_row_bytes(t, n)), b(a.size());
+      ref::quantize_activation(t, x.data(), a.data(), n);
+      quantize_activation(t, x.data(), b.data(), n);
+      ASSERT_EQ(a, b) << dtype_name(t) << " rep=" << rep;
+      if (at != DType::Q8_1) {
+        std::vector<uint8_t> c(a.size());
+        quantize_row(at, x.data(), c.data(), n);
+        ASSERT_EQ(a, c) << dtype_name(at) << " rep=" << rep;
+      }
+    }
+  }
+}
+
+// Throughput of the weight stream (GB/s of weight bytes) at n = 4096, optimized vs reference.
+TEST(QuantDot, DISABLED_Benchmark) {
+  std::mt19937 rng(5);
+  const int64_t n = 4096, rows = 512;
+  for (DType t : kWeightTypes) {
+    std::vector<uint8_t> w;
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto row = random_weights(t, n, rng);
+      w.insert(w.end(), row.begin(), row.end());
+    }
+    const auto x = randn(n, rng);
+    std::vector<uint8_t> a(activation_row_bytes(t, n));
+    quantize_activation(t, x.data(), a.data(), n);
+    const size_t rb = row_bytes(t, n);
+    // Best of 5 timings: the machine is shared, and the fastest run is the least disturbed.
+    auto run = [&](float (*dot)(DType, int64_t, const void*, const void*), int iters) {
+      volatile float sink = 0;
+      double best = 0;
+      for (int trial = 0; trial < 5; ++trial) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int it = 0; it < iters; ++it)
+          for (int64_t r = 0; r < rows; ++r) sink = sink + dot(t, n, w.data() + r * rb, a.data());
+        const double s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        best = std::max(best, static_cast<double>(rb) * rows * iters / s / 1e9);
+      }
+      return best;
+    };
+    const double opt = run(vec_dot, 40), ref = run(ref::vec_dot, 2);
+    std::printf("%-5s  opt %7.2f GB/s   ref %6.2f GB/s   x%.1f\n",
+                std::string(dtype_name(t)).c_str(), opt, ref, opt / ref);
+  }
+}
+
+}  // namespace
+}  // namespace kvs

@@ -1,0 +1,61 @@
+#pragma once
+// Options and helpers shared by the commands that run a model (generate, chat, ...).
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "engine/engine.h"
+#include "engine/generate.h"
+#include "engine/session.h"
+
+namespace kvs::cli {
+
+struct ModelOptions {
+  std::string model;  // path or registry name
+  int threads = 0;
+  int ctx = 0;
+  int batch = 256;
+  std::string attention = "reference";
+};
+
+struct SamplingOptions {
+  float temp = 0.8f;
+  int top_k = 40;
+  float top_p = 0.95f;
+  float min_p = 0.05f;
+  float repeat_penalty = 1.0f;
+  int repeat_last_n = 64;
+  int64_t seed = -1;  // -1: random
+  SamplingParams params() const;
+};
+
+void add_model_options(CLI::App& app, ModelOptions& o);
+void add_sampling_options(CLI::App& app, SamplingOptions& o);
+
+std::unique_ptr<Engine> load_engine(const ModelOptions& o);
+SessionOptions session_options(const ModelOptions& o);
+
+// Reads -p / -f / --stdin text verbatim; exactly one must be given (UsageError otherwise).
+std::string read_prompt(const std::string& prompt, const std::string& file, bool use_stdin,
+                        bool required);
+
+// Ctrl-C handling: the first SIGINT sets the flag (work stops cleanly), a second one exits.
+void install_interrupt_handler();
+bool interrupted();
+
+// Progress bar on stderr, shown only when stderr is a terminal.
+class Progress {
+ public:
+  explicit Progress(std::string label);
+  void update(int64_t done, int64_t total);
+  void finish();
+
+ private:
+  std::string label_;
+  bool tty_;
+  bool shown_ = false;
+  double start_;
+};
+
+}  // namespace kvs::cli
