@@ -111,9 +111,8 @@ TEST_P(ReferenceTest, NextTokenLogProbsMatchLlamaCpp) {
 
 TEST_P(ReferenceTest, TokenizationMatchesLlamaCpp) {
   const auto tokens = fx_["tokens"].get<std::vector<int32_t>>();
+  KVS_REQUIRE_FILE(test::shared_data(fx_["text"].get<std::string>()));
   const std::string text = read_text(fx_);
-  if (!test::exists(test::shared_data(fx_["text"].get<std::string>())))
-    GTEST_SKIP() << "text absent: " << test::shared_data(fx_["text"].get<std::string>());
   auto ids = engine_->tokenizer().encode(text, true, false);
   ASSERT_GE(ids.size(), tokens.size());
   ids.resize(tokens.size());

@@ -152,6 +152,7 @@ TEST(BpeTokenizer, SmolLM2SpecialTokens) {
 TEST(BpeTokenizer, SmolLM2EncodesEightThousandTokensQuickly) {
   KVS_REQUIRE_FILE(KVS_SMOLLM2);
   const auto tok = load(KVS_SMOLLM2);
+  KVS_REQUIRE_FILE(test::shared_data("text/botchan.txt"));
   const std::string prose = test::slurp_file(test::shared_data("text/botchan.txt"));
   ASSERT_GT(prose.size(), 40000u);
   const std::string text = prose.substr(0, 36000);
