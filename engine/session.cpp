@@ -85,7 +85,8 @@ bool Session::truncate(int64_t n) {
   if (n == n_past_) return true;
   const ModelConfig& c = engine_.config();
   // A query at position n sees keys down to n + 1 - window.
-  if (c.sliding_window > 0 && swa_dropped_below_ > n + 1 - c.sliding_window) return false;
+  if (c.sliding_window > 0 && swa_dropped_below_ > std::max<int64_t>(0, n + 1 - c.sliding_window))
+    return false;
   for (int il = 0; il < c.n_layer; ++il) {
     for (int h = 0; h < c.n_head_kv; ++h) {
       std::vector<int32_t> keep;

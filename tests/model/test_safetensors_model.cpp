@@ -54,7 +54,8 @@ TEST(SafetensorsModel, Stories260KConvertedGeneratesTheSameText) {
   go.sampling.temperature = 0.0f;
   const GenerateStats st = generate(s, prompt, go, nullptr);
   const std::string want =
-      ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.";
+      ", there was a little girl named Lily. She loved to play outside in the park. One day, she "
+      "saw a big, red ball.";
   EXPECT_EQ(st.text.substr(0, want.size()), want);
   // Same math, other rotation layout: logits agree to float rounding.
   const auto a = logits_of(*gguf, prompt), b = logits_of(*hf, prompt);
@@ -71,8 +72,10 @@ TEST(SafetensorsModel, Gemma3ConvertedMatchesGguf) {
   auto hf = load(dir.path() + "/hf");
   EXPECT_EQ(hf->config().sliding_window, gguf->config().sliding_window);
   EXPECT_EQ(hf->config().layer_is_swa, gguf->config().layer_is_swa);
-  const std::vector<int32_t> toks = gguf->tokenizer().encode("The quick brown fox jumps over the lazy dog.", true, false);
-  EXPECT_EQ(hf->tokenizer().encode("The quick brown fox jumps over the lazy dog.", true, false), toks);
+  const std::vector<int32_t> toks =
+      gguf->tokenizer().encode("The quick brown fox jumps over the lazy dog.", true, false);
+  EXPECT_EQ(hf->tokenizer().encode("The quick brown fox jumps over the lazy dog.", true, false),
+            toks);
   // The converted weights are the GGUF weights dequantized to F32: kvsieve computes them in
   // plain f32 while the GGUF side rounds activations to Q8, so compare the greedy choices.
   const auto a = logits_of(*gguf, toks), b = logits_of(*hf, toks);

@@ -16,12 +16,16 @@ namespace {
 using test::run_cli;
 
 const std::string kWant =
-    ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.";
+    ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw "
+    "a big, red ball.";
 
-int count_lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+int count_lines(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
 
 // A copy of stories260K with metadata edited and tensors dropped, in a temp dir.
-std::string mutated_stories(const std::string& name, const std::function<void(GgufWriter&)>& extra_meta,
+std::string mutated_stories(const std::string& name,
+                            const std::function<void(GgufWriter&)>& extra_meta,
                             const std::string& skip_key, const std::string& skip_tensor) {
   auto src = open_gguf(KVS_STORIES);
   GgufWriter w;
@@ -30,7 +34,8 @@ std::string mutated_stories(const std::string& name, const std::function<void(Gg
   extra_meta(w);
   for (const auto& t : src->tensors()) {
     if (t.name == skip_tensor) continue;
-    w.add_tensor(t.name, t.dtype, std::vector<int64_t>(t.ne.begin(), t.ne.begin() + t.n_dims), t.data, t.nbytes);
+    w.add_tensor(t.name, t.dtype, std::vector<int64_t>(t.ne.begin(), t.ne.begin() + t.n_dims),
+                 t.data, t.nbytes);
   }
   const std::string path = std::filesystem::temp_directory_path() / ("kvs_" + name + ".gguf");
   w.write(path);
@@ -39,7 +44,8 @@ std::string mutated_stories(const std::string& name, const std::function<void(Gg
 
 TEST(GenerateCli, StoriesGreedyOnStdoutOnly) {
   KVS_REQUIRE_FILE(KVS_STORIES);
-  const auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once upon a time", "-n", "40", "--temp", "0", "-t", "1"});
+  const auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once upon a time", "-n", "40",
+                          "--temp", "0", "-t", "1"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.substr(0, kWant.size()), kWant);
   EXPECT_EQ(r.out.find("[I]"), std::string::npos) << "logs leaked to stdout";
@@ -48,17 +54,20 @@ TEST(GenerateCli, StoriesGreedyOnStdoutOnly) {
 
 TEST(GenerateCli, JsonHasTextCountsSpeedsAndKvBytes) {
   KVS_REQUIRE_FILE(KVS_STORIES);
-  const auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once upon a time", "-n", "12", "--temp", "0", "--json"});
+  const auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once upon a time", "-n", "12",
+                          "--temp", "0", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(count_lines(r.out), 1);
-  for (const char* key : {"\"text\"", "\"n_prompt\":5", "\"n_generated\":12", "\"prefill_tokens_per_s\"",
-                          "\"decode_tokens_per_s\"", "\"kv_bytes_in_use\"", "\"kv_bytes_full\""})
+  for (const char* key :
+       {"\"text\"", "\"n_prompt\":5", "\"n_generated\":12", "\"prefill_tokens_per_s\"",
+        "\"decode_tokens_per_s\"", "\"kv_bytes_in_use\"", "\"kv_bytes_full\""})
     EXPECT_NE(r.out.find(key), std::string::npos) << key << " in " << r.out;
 }
 
 TEST(GenerateCli, StopStringEndsGeneration) {
   KVS_REQUIRE_FILE(KVS_STORIES);
-  const auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once upon a time", "-n", "60", "--temp", "0", "--stop", "Lily"});
+  const auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once upon a time", "-n", "60",
+                          "--temp", "0", "--stop", "Lily"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, ", there was a little girl named \n");
 }
@@ -77,12 +86,9 @@ TEST(GenerateCli, PromptLongerThanContextIsAnError) {
 TEST(GenerateCli, InvalidSamplingValuesNameTheOption) {
   KVS_REQUIRE_FILE(KVS_STORIES);
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"--temp", "-1"}, "--temp"},
-      {{"--top-p", "1.5"}, "--top-p"},
-      {{"--top-p", "0"}, "--top-p"},
-      {{"--min-p", "2"}, "--min-p"},
-      {{"--top-k", "-3"}, "--top-k"},
-      {{"--repeat-penalty", "0"}, "--repeat-penalty"},
+      {{"--temp", "-1"}, "--temp"},   {{"--top-p", "1.5"}, "--top-p"},
+      {{"--top-p", "0"}, "--top-p"},  {{"--min-p", "2"}, "--min-p"},
+      {{"--top-k", "-3"}, "--top-k"}, {{"--repeat-penalty", "0"}, "--repeat-penalty"},
   };
   for (const auto& [args, name] : cases) {
     std::vector<std::string> cmd = {"generate", "-m", KVS_STORIES, "-p", "Once", "-n", "4"};
@@ -96,7 +102,8 @@ TEST(GenerateCli, InvalidSamplingValuesNameTheOption) {
 
 TEST(GenerateCli, UnknownChatTemplateAndMissingTemplate) {
   KVS_REQUIRE_FILE(KVS_STORIES);
-  auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "hi", "--chat", "--chat-template", "vicuna"});
+  auto r =
+      run_cli({"generate", "-m", KVS_STORIES, "-p", "hi", "--chat", "--chat-template", "vicuna"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("vicuna"), std::string::npos) << r.err;
   // stories260K has no chat template at all.
@@ -104,9 +111,13 @@ TEST(GenerateCli, UnknownChatTemplateAndMissingTemplate) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("--chat-template"), std::string::npos) << r.err;
   // A template that is not one of the built-in families.
-  const std::string odd = mutated_stories("oddtmpl", [](GgufWriter& w) {
-    w.add_string("tokenizer.chat_template", "{% for m in messages %}### {{ m['content'] }}{% endfor %}");
-  }, "", "");
+  const std::string odd = mutated_stories(
+      "oddtmpl",
+      [](GgufWriter& w) {
+        w.add_string("tokenizer.chat_template",
+                     "{% for m in messages %}### {{ m['content'] }}{% endfor %}");
+      },
+      "", "");
   r = run_cli({"generate", "-m", odd, "-p", "hi", "--chat"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("built-in"), std::string::npos) << r.err;
@@ -114,29 +125,30 @@ TEST(GenerateCli, UnknownChatTemplateAndMissingTemplate) {
 
 TEST(GenerateCli, InconsistentHyperParametersAndMissingTensors) {
   KVS_REQUIRE_FILE(KVS_STORIES);
-  const std::string heads = mutated_stories("heads7", [](GgufWriter& w) {
-    w.add_u32("llama.attention.head_count", 7);
-  }, "llama.attention.head_count", "");
+  const std::string heads = mutated_stories(
+      "heads7", [](GgufWriter& w) { w.add_u32("llama.attention.head_count", 7); },
+      "llama.attention.head_count", "");
   auto r = run_cli({"generate", "-m", heads, "-p", "Once", "-n", "2"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("llama.attention.head_count"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(heads), std::string::npos) << r.err;
 
-  const std::string kv = mutated_stories("kv3", [](GgufWriter& w) {
-    w.add_u32("llama.attention.head_count_kv", 3);
-  }, "llama.attention.head_count_kv", "");
+  const std::string kv = mutated_stories(
+      "kv3", [](GgufWriter& w) { w.add_u32("llama.attention.head_count_kv", 3); },
+      "llama.attention.head_count_kv", "");
   r = run_cli({"generate", "-m", kv, "-p", "Once", "-n", "2"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("head_count_kv"), std::string::npos) << r.err;
 
-  const std::string missing = mutated_stories("missing", [](GgufWriter&) {}, "", "blk.3.ffn_up.weight");
+  const std::string missing = mutated_stories(
+      "missing", [](GgufWriter&) {}, "", "blk.3.ffn_up.weight");
   r = run_cli({"generate", "-m", missing, "-p", "Once", "-n", "2"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("blk.3.ffn_up.weight"), std::string::npos) << r.err;
 
-  const std::string arch = mutated_stories("arch", [](GgufWriter& w) {
-    w.add_string("general.architecture", "mamba");
-  }, "general.architecture", "");
+  const std::string arch = mutated_stories(
+      "arch", [](GgufWriter& w) { w.add_string("general.architecture", "mamba"); },
+      "general.architecture", "");
   r = run_cli({"generate", "-m", arch, "-p", "Once", "-n", "2"});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("unsupported architecture 'mamba'"), std::string::npos) << r.err;
@@ -164,7 +176,8 @@ TEST(GenerateCli, MissingModelAndInvalidUtf8) {
 
 TEST(ChatCli, OneShotAnswerEndsAtEndOfTurn) {
   KVS_REQUIRE_FILE(KVS_SMOLLM2);
-  const auto r = run_cli({"chat", "-m", KVS_SMOLLM2, "-p", "What is 2+2?", "--temp", "0", "-n", "48", "-t", "1"});
+  const auto r = run_cli(
+      {"chat", "-m", KVS_SMOLLM2, "-p", "What is 2+2?", "--temp", "0", "-n", "48", "-t", "1"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.find("<|im_end|>"), std::string::npos);
   EXPECT_EQ(r.out.find("<|im_start|>"), std::string::npos);
