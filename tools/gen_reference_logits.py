@@ -34,6 +34,9 @@ MODELS = [
     # (no on-the-fly Q8 activations), so the two engines' architectures compare exactly.
     ("smollm2-f32", "derived/SmolLM2-135M-Instruct.F32.gguf", "cache", 512),
     ("gemma3-f32", "derived/gemma-3-270m.F32.gguf", "cache", 640),
+    # random-weight architecture fixtures from tools/gen_synthetic_models.py
+    ("tiny-qwen2", "tiny-qwen2.gguf", "fixtures", 128),
+    ("tiny-qwen3", "tiny-qwen3.gguf", "fixtures", 128),
 ]
 
 DERIVED = {
@@ -73,7 +76,12 @@ def main():
     text = raw[offset:offset + 8000].decode("utf-8", "ignore")
 
     for name, fname, where, n_eval in MODELS:
-        path = os.path.join(args.shared, "models", fname) if where == "shared_models" else os.path.join(args.models_dir, fname)
+        if where == "shared_models":
+            path = os.path.join(args.shared, "models", fname)
+        elif where == "fixtures":
+            path = os.path.join(root, "tests", "fixtures", "models", fname)
+        else:
+            path = os.path.join(args.models_dir, fname)
         if fname in DERIVED and not os.path.exists(path):
             src = os.path.join(args.models_dir, DERIVED[fname])
             os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -144,7 +144,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"gemma3", KVS_GEMMA3, "", true},
         Case{"smollm2-f32", test::model_cache("derived/SmolLM2-135M-Instruct.F32.gguf"),
              KVS_SMOLLM2},
-        Case{"gemma3-f32", test::model_cache("derived/gemma-3-270m.F32.gguf"), KVS_GEMMA3}),
+        Case{"gemma3-f32", test::model_cache("derived/gemma-3-270m.F32.gguf"), KVS_GEMMA3},
+        Case{"tiny-qwen2", test::fixture("models/tiny-qwen2.gguf"), ""},
+        Case{"tiny-qwen3", test::fixture("models/tiny-qwen3.gguf"), ""}),
     [](const auto& info) {
       std::string n = info.param.fixture;
       for (char& ch : n)
