@@ -41,24 +41,32 @@ Session::Session(const Engine& engine, const SessionOptions& opts) : engine_(eng
     throw Error("--batch-size must be positive, got " + std::to_string(opts.n_batch));
   n_batch_ = std::min(opts.n_batch, n_ctx_);
 
-  KVCacheShape shape{c.n_layer, c.n_head_kv, c.head_dim_k, c.head_dim_v, DType::F32, DType::F32};
-  std::vector<int32_t> capacity(c.n_layer);
+  std::vector<int32_t> max_len(c.n_layer);
   for (int il = 0; il < c.n_layer; ++il) {
     // Sliding-window layers keep window-1 old tokens plus one chunk.
-    capacity[il] = c.is_swa(il) ? std::min(n_ctx_, c.sliding_window - 1 + n_batch_) : n_ctx_;
+    max_len[il] = c.is_swa(il) ? std::min(n_ctx_, c.sliding_window - 1 + n_batch_) : n_ctx_;
   }
-  // The size is known before anything is allocated: refuse what cannot fit.
-  size_t slots = 0;
-  for (int32_t cap : capacity) slots += static_cast<size_t>(cap) * c.n_head_kv;
-  const size_t per_slot = row_bytes(DType::F32, c.head_dim_k) + row_bytes(DType::F32, c.head_dim_v);
-  const size_t need = slots * per_slot;
+  KVCacheShape shape{c.n_layer, c.n_head_kv, c.head_dim_k, c.head_dim_v, {}, {}};
+  bool bounded = false;  // compression keeps heads near their budgets while prefilling
+  if (opts.plan) {
+    CacheModelInfo info{c.n_layer,  c.n_head,       c.n_head_kv,      c.head_dim_k, c.head_dim_v,
+                        c.kq_scale, c.layer_is_swa, c.sliding_window, n_ctx_};
+    manager_ = std::make_unique<CacheManager>(*opts.plan, info);
+    shape = manager_->cache_shape();
+    bounded = opts.plan->when == CompressWhen::Chunk || opts.plan->when == CompressWhen::Overflow;
+  }
+  cache_ = std::make_unique<KVCache>(shape, max_len);
+  if (manager_) manager_->attach(*cache_);
+  // The worst case is known before anything is allocated: refuse what cannot fit.
+  size_t need = 0;
+  for (int il = 0; il < c.n_layer; ++il)
+    need += static_cast<size_t>(max_len[il]) * c.n_head_kv * cache_->slot_bytes(il);
   const size_t phys = physical_memory();
-  if (phys > 0 && need > phys / 10 * 8)
+  if (!bounded && phys > 0 && need > phys / 10 * 8)
     throw Error("the KV cache for a context of " + std::to_string(n_ctx_) + " tokens needs " +
                 human_bytes(static_cast<double>(need)) + ", more than this machine's memory (" +
                 human_bytes(static_cast<double>(phys)) +
                 "); use a smaller --ctx-size or a cache plan");
-  cache_ = std::make_unique<KVCache>(shape, capacity);
   spdlog::debug("KV cache: {} allocated for {} tokens", human_bytes(static_cast<double>(need)),
                 n_ctx_);
 }
@@ -70,7 +78,13 @@ size_t Session::full_cache_bytes(int64_t n_tokens) const {
     const int64_t kept = c.is_swa(il) ? std::min<int64_t>(n_tokens, c.sliding_window) : n_tokens;
     slots += static_cast<size_t>(kept) * c.n_head_kv;
   }
-  return slots * cache_->bytes_per_slot();
+  (void)slots;
+  size_t bytes = 0;
+  for (int il = 0; il < c.n_layer; ++il) {
+    const int64_t kept = c.is_swa(il) ? std::min<int64_t>(n_tokens, c.sliding_window) : n_tokens;
+    bytes += static_cast<size_t>(kept) * c.n_head_kv * cache_->slot_bytes(il);
+  }
+  return bytes;
 }
 
 void Session::reset() {
@@ -78,11 +92,14 @@ void Session::reset() {
   n_past_ = 0;
   history_.clear();
   swa_dropped_below_ = 0;
+  if (manager_) manager_->reset();
 }
 
 bool Session::truncate(int64_t n) {
   KVS_CHECK(n >= 0 && n <= n_past_);
   if (n == n_past_) return true;
+  // Evicted tokens cannot be restored: a managed cache only continues, never rewinds.
+  if (manager_ && manager_->stats().compressions > 0) return false;
   const ModelConfig& c = engine_.config();
   // A query at position n sees keys down to n + 1 - window.
   if (c.sliding_window > 0 && swa_dropped_below_ > std::max<int64_t>(0, n + 1 - c.sliding_window))
@@ -128,6 +145,7 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, int64_t n_logi
     history_.insert(history_.end(), tokens.begin() + done, tokens.begin() + done + T);
     n_past_ += T;
     done += T;
+    if (manager_) manager_->after_chunk(*cache_, done == n, n, n_past_);
     if (progress) progress(done, n);
   }
   return logits;
@@ -136,18 +154,55 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, int64_t n_logi
 void Session::attend(int layer, const ops::RopeParams& rope, float* q, float* k, const float* v,
                      int64_t T, float* out) {
   const ModelConfig& c = engine_.config();
-  ops::rope(q, T, c.n_head, c.head_dim_k, batch_pos_.data(), rope);
-  ops::rope(k, T, c.n_head_kv, c.head_dim_k, batch_pos_.data(), rope);
-  cache_->append(layer, k, v, batch_pos_.data(), T);
+  if (manager_) manager_->before_append(*cache_, layer, T, n_past_ + T);
   AttentionShape shape{c.n_head,      c.n_head_kv, c.head_dim_k,
                        c.head_dim_v,  c.kq_scale,  c.is_swa(layer) ? c.sliding_window : 0,
                        c.attn_softcap};
-  const KVView view = cache_->view(layer);
-  engine_.attention().attend(shape, q, batch_pos_.data(), T, view, out, engine_.pool());
+  const bool cache_positions = manager_ && manager_->cache_positions();
+  if (!cache_positions) {
+    ops::rope(q, T, c.n_head, c.head_dim_k, batch_pos_.data(), rope);
+    ops::rope(k, T, c.n_head_kv, c.head_dim_k, batch_pos_.data(), rope);
+    cache_->append(layer, k, v, batch_pos_.data(), T);
+    const KVView view = cache_->view(layer);
+    engine_.attention().attend(shape, q, batch_pos_.data(), T, view, out, engine_.pool());
+    if (manager_) manager_->after_attention(layer, q, batch_pos_.data(), T);
+  } else {
+    // Keys are stored before RoPE and rotated by slot index now, so positions never exceed
+    // the cache length (StreamingLLM). Heads hold different numbers of slots: each head's
+    // slots are shifted so that its newest slot lines up with the newest query; RoPE only
+    // sees differences, which are then slot distances.
+    cache_->append(layer, k, v, batch_pos_.data(), T);
+    KVView view = cache_->view(layer);
+    int32_t longest = 0;
+    for (int h = 0; h < c.n_head_kv; ++h) longest = std::max(longest, cache_->len(layer, h));
+    size_t total = 0;
+    for (int h = 0; h < c.n_head_kv; ++h) total += static_cast<size_t>(cache_->len(layer, h));
+    roped_k_.resize(total * c.head_dim_k);
+    slot_pos_.resize(total);
+    size_t off = 0;
+    for (int h = 0; h < c.n_head_kv; ++h) {
+      const int32_t len = cache_->len(layer, h);
+      float* kh = roped_k_.data() + off * c.head_dim_k;
+      int32_t* ph = slot_pos_.data() + off;
+      cache_->read_k(layer, h, kh);
+      for (int32_t s = 0; s < len; ++s) ph[s] = s + (longest - len);
+      ops::rope(kh, len, 1, c.head_dim_k, ph, rope);
+      view.heads[h].k = kh;
+      view.heads[h].pos = ph;
+      off += static_cast<size_t>(len);
+    }
+    view.k_dtype = DType::F32;
+    std::vector<int32_t> qpos(T);
+    for (int64_t t = 0; t < T; ++t)
+      qpos[t] = longest - static_cast<int32_t>(T) + static_cast<int32_t>(t);
+    ops::rope(q, T, c.n_head, c.head_dim_k, qpos.data(), rope);
+    engine_.attention().attend(shape, q, qpos.data(), T, view, out, engine_.pool());
+    if (manager_) manager_->after_attention(layer, q, qpos.data(), T);
+  }
   if (c.is_swa(layer)) {
     // The next query is at last+1 and sees keys with pos > last + 1 - window.
     const int32_t last = batch_pos_.back();
-    cache_->drop_before(layer, last + 2 - c.sliding_window);
+    cache_->drop_before(layer, last + 2 - c.sliding_window, n_batch_);
     swa_dropped_below_ = std::max(swa_dropped_below_, last + 2 - c.sliding_window);
   }
 }

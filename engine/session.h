@@ -8,14 +8,17 @@
 #include <vector>
 
 #include "cache/kv_cache.h"
+#include "cache/manager.h"
+#include "cache/plan.h"
 #include "engine/engine.h"
 #include "models/model/forward.h"
 
 namespace kvs {
 
 struct SessionOptions {
-  int n_ctx = 0;      // 0: min(training context, 4096)
-  int n_batch = 256;  // prefill chunk size
+  int n_ctx = 0;                          // 0: min(training context, 4096)
+  int n_batch = 256;                      // prefill chunk size
+  std::shared_ptr<const CachePlan> plan;  // null: keep every token (no cache manager)
 };
 
 // Called after each prefill chunk with (tokens done, tokens total).
@@ -34,6 +37,7 @@ class Session final : private AttentionContext {
   int64_t n_past() const { return n_past_; }
   const std::vector<int32_t>& history() const { return history_; }
   const KVCache& cache() const { return *cache_; }
+  const CacheManager* manager() const { return manager_.get(); }
   const Engine& engine() const { return engine_; }
   // Forgets every token (keeps the allocation).
   void reset();
@@ -55,7 +59,10 @@ class Session final : private AttentionContext {
   std::vector<int32_t> batch_pos_;
   int32_t swa_dropped_below_ = 0;  // sliding-window layers hold no key below this position  // [T]
                                    // positions of the batch being evaluated
+  std::unique_ptr<CacheManager> manager_;
   std::unique_ptr<KVCache> cache_;
+  std::vector<float> roped_k_;     // [len][hd_k] keys rotated at attention time (positions: cache)
+  std::vector<int32_t> slot_pos_;  // [n_kv][len] positions the cache mode attends with
   ForwardScratch scratch_;
 };
 

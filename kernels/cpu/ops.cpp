@@ -118,7 +118,8 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n,
     const float* xr = x + r * n;
     float* yr = y + r * n;
     double ss = 0.0;
-    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    // Square in float, sum in double: ggml's order, so results match llama.cpp bit for bit.
+    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i] * xr[i]);
     const float scale = 1.0f / std::sqrt(static_cast<float>(ss / n) + eps);
     for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * scale * (w != nullptr ? w[i] : 1.0f);
   }

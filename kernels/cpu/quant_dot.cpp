@@ -87,6 +87,22 @@ float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_r
 #endif
 }
 
+DotKernel dot_kernel(DType weight_type, int64_t rows, int64_t tokens, int64_t t) {
+  if (weight_type == DType::Q4_K && rows % 8 == 0)
+    return t < tokens - tokens % 4 ? DotKernel::kRepackGemm : DotKernel::kRepackGemv;
+  if (detail::is_k_quant(weight_type) && tokens >= 8) return DotKernel::kTiled;
+  return DotKernel::kVecDot;
+}
+
+float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row,
+              DotKernel kernel) {
+#if defined(KVS_QUANT_DOT_AVX2)
+  return avx2::vec_dot(weight_type, n, w_row, act_row, kernel);
+#else
+  return ref::vec_dot(weight_type, n, w_row, act_row, kernel);
+#endif
+}
+
 namespace ref {
 namespace {
 
@@ -96,29 +112,33 @@ int nearest_int(float v) {
   return static_cast<int>(std::nearbyint(v));
 }
 
-void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t nb) {
-  for (int64_t i = 0; i < nb; ++i, x += kQK) {
-    float amax = 0.0f;
-    for (int j = 0; j < kQK; ++j) amax = std::fmax(amax, std::fabs(x[j]));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[i].d = fp32_to_fp16(d);
-    for (int j = 0; j < kQK; ++j) y[i].qs[j] = static_cast<int8_t>(std::round(x[j] * id));
+// quantize_row_q8_0 / q8_1 of ggml's x86 backend (not the *_ref formulas): d = amax / 127 but
+// the multiplier is 127 / amax (not 1 / d), and _mm256_round_ps rounds halves to even. Q8_1's
+// s is the f16 of the f32 d times the integer sum of the quants.
+int quantize_block32(const float* x, uint16_t* d_out, int8_t* qs, float* d_f32) {
+  float amax = 0.0f;
+  for (int j = 0; j < kQK; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+  const float d = amax / 127.0f;
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  *d_out = fp32_to_fp16(d);
+  *d_f32 = d;
+  int sum = 0;
+  for (int j = 0; j < kQK; ++j) {
+    qs[j] = static_cast<int8_t>(nearest_int(x[j] * id));
+    sum += qs[j];
   }
+  return sum;
+}
+
+void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t nb) {
+  float d;
+  for (int64_t i = 0; i < nb; ++i) quantize_block32(x + i * kQK, &y[i].d, y[i].qs, &d);
 }
 
 void quantize_q8_1(const float* x, BlockQ8_1* y, int64_t nb) {
-  for (int64_t i = 0; i < nb; ++i, x += kQK) {
-    float amax = 0.0f;
-    for (int j = 0; j < kQK; ++j) amax = std::fmax(amax, std::fabs(x[j]));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[i].d = fp32_to_fp16(d);
-    int sum = 0;
-    for (int j = 0; j < kQK; ++j) {
-      y[i].qs[j] = static_cast<int8_t>(std::round(x[j] * id));
-      sum += y[i].qs[j];
-    }
+  for (int64_t i = 0; i < nb; ++i) {
+    float d;
+    const int sum = quantize_block32(x + i * kQK, &y[i].d, y[i].qs, &d);
     y[i].s = fp32_to_fp16(static_cast<float>(sum) * d);
   }
 }
@@ -162,31 +182,26 @@ float dot_float(const T* x, const T* y, int64_t n, ToF to_f) {
   return static_cast<float>(sum);
 }
 
-float dot_q4_0(int64_t nb, const BlockQ4_0* x, const BlockQ8_0* y) {
-  float sumf = 0.0f;
-  for (int64_t i = 0; i < nb; ++i) {
-    int sumi0 = 0, sumi1 = 0;
-    for (int j = 0; j < kQK / 2; ++j) {
-      sumi0 += ((x[i].qs[j] & 0x0F) - 8) * y[i].qs[j];
-      sumi1 += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + kQK / 2];
-    }
-    sumf += static_cast<float>(sumi0 + sumi1) * fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d);
+// ggml's x86 kernels keep per-block float partials in 8 lanes, lane l holding the integer sum
+// of elements 4l..4l+3 of each 32-element chunk (what dpbusd / maddubs+madd produce), and
+// reduce the lanes with hsum_float_8. Lanes8 replays that rounding exactly.
+struct Lanes8 {
+  float v[8] = {};
+  void fma_all(float d, const int* lane) {
+    for (int l = 0; l < 8; ++l) v[l] = std::fma(d, static_cast<float>(lane[l]), v[l]);
   }
-  return sumf;
-}
+  float hsum() const {  // hsum_float_8: (hi + lo), then movehl, then movehdup
+    const float r0 = v[4] + v[0], r1 = v[5] + v[1], r2 = v[6] + v[2], r3 = v[7] + v[3];
+    return (r0 + r2) + (r1 + r3);
+  }
+};
 
-float dot_q4_1(int64_t nb, const BlockQ4_1* x, const BlockQ8_1* y) {
-  float sumf = 0.0f;
-  for (int64_t i = 0; i < nb; ++i) {
-    int sumi0 = 0, sumi1 = 0;
-    for (int j = 0; j < kQK / 2; ++j) {
-      sumi0 += (x[i].qs[j] & 0x0F) * y[i].qs[j];
-      sumi1 += (x[i].qs[j] >> 4) * y[i].qs[j + kQK / 2];
-    }
-    sumf += (fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d)) * static_cast<float>(sumi0 + sumi1) +
-            fp16_to_fp32(x[i].m) * fp16_to_fp32(y[i].s);
+// Lane sums of one 32-element block: lane[l] = sum over e in 4l..4l+3 of wq[e] * aq[e].
+void block_lanes(const int* wq, const int8_t* aq, int* lane) {
+  for (int l = 0; l < 8; ++l) {
+    lane[l] = 0;
+    for (int e = 4 * l; e < 4 * l + 4; ++e) lane[l] += wq[e] * aq[e];
   }
-  return sumf;
 }
 
 uint32_t load_qh(const uint8_t* qh) {
@@ -195,47 +210,46 @@ uint32_t load_qh(const uint8_t* qh) {
   return v;
 }
 
-float dot_q5_0(int64_t nb, const BlockQ5_0* x, const BlockQ8_0* y) {
-  float sumf = 0.0f;
-  for (int64_t i = 0; i < nb; ++i) {
-    const uint32_t qh = load_qh(x[i].qh);
-    int sumi0 = 0, sumi1 = 0;
-    for (int j = 0; j < kQK / 2; ++j) {
-      const int h0 = ((qh >> j) & 1) << 4;
-      const int h1 = ((qh >> (j + 16)) & 1) << 4;
-      sumi0 += (((x[i].qs[j] & 0x0F) | h0) - 16) * y[i].qs[j];
-      sumi1 += (((x[i].qs[j] >> 4) | h1) - 16) * y[i].qs[j + kQK / 2];
-    }
-    sumf += (fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d)) * static_cast<float>(sumi0 + sumi1);
+// Decoded values of one legacy block, element j at index j: low nibbles are elements 0..15,
+// high nibbles 16..31; `offset` is subtracted (8 for Q4_0, 16 for Q5_0, 0 with a min).
+void nibbles(const uint8_t* qs, int offset, int* out) {
+  for (int j = 0; j < kQK / 2; ++j) {
+    out[j] = (qs[j] & 0x0F) - offset;
+    out[j + kQK / 2] = (qs[j] >> 4) - offset;
   }
-  return sumf;
+}
+void add_fifth_bit(const uint8_t* qh, int* out) {
+  const uint32_t h = load_qh(qh);
+  for (int j = 0; j < kQK; ++j) out[j] += static_cast<int>((h >> j) & 1) << 4;
 }
 
-float dot_q5_1(int64_t nb, const BlockQ5_1* x, const BlockQ8_1* y) {
-  float sumf = 0.0f;
+// ggml_vec_dot_{q4_0,q5_0,q8_0}_q8_0 (x86): acc = fma(d_w * d_a, lanes, acc), one accumulator.
+template <typename Block, typename Decode>
+float dot_legacy(int64_t nb, const Block* x, const BlockQ8_0* y, Decode decode) {
+  Lanes8 acc;
+  int wq[kQK], lane[8];
   for (int64_t i = 0; i < nb; ++i) {
-    const uint32_t qh = load_qh(x[i].qh);
-    int sumi0 = 0, sumi1 = 0;
-    for (int j = 0; j < kQK / 2; ++j) {
-      const int h0 = ((qh >> j) & 1) << 4;
-      const int h1 = ((qh >> (j + 16)) & 1) << 4;
-      sumi0 += ((x[i].qs[j] & 0x0F) | h0) * y[i].qs[j];
-      sumi1 += ((x[i].qs[j] >> 4) | h1) * y[i].qs[j + kQK / 2];
-    }
-    sumf += (fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d)) * static_cast<float>(sumi0 + sumi1) +
-            fp16_to_fp32(x[i].m) * fp16_to_fp32(y[i].s);
+    decode(x[i], wq);
+    block_lanes(wq, y[i].qs, lane);
+    acc.fma_all(fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d), lane);
   }
-  return sumf;
+  return acc.hsum();
 }
 
-float dot_q8_0(int64_t nb, const BlockQ8_0* x, const BlockQ8_0* y) {
-  float sumf = 0.0f;
+// ggml_vec_dot_{q4_1,q5_1}_q8_1 (x86): as above, plus summs = fma(m, s, summs) in block order
+// (GCC contracts that scalar line), added after the lane reduction.
+template <typename Block, typename Decode>
+float dot_legacy_min(int64_t nb, const Block* x, const BlockQ8_1* y, Decode decode) {
+  Lanes8 acc;
+  float summs = 0.0f;
+  int wq[kQK], lane[8];
   for (int64_t i = 0; i < nb; ++i) {
-    int sumi = 0;
-    for (int j = 0; j < kQK; ++j) sumi += x[i].qs[j] * y[i].qs[j];
-    sumf += static_cast<float>(sumi) * (fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d));
+    summs = std::fma(fp16_to_fp32(x[i].m), fp16_to_fp32(y[i].s), summs);
+    decode(x[i], wq);
+    block_lanes(wq, y[i].qs, lane);
+    acc.fma_all(fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d), lane);
   }
-  return sumf;
+  return acc.hsum() + summs;
 }
 
 float dot_q2_K(int64_t nb, const BlockQ2_K* x, const BlockQ8_K* y) {
@@ -260,7 +274,7 @@ float dot_q2_K(int64_t nb, const BlockQ2_K* x, const BlockQ8_K* y) {
 
 // The K-quant generic kernels in ggml split each super-block's integer sum into 8 lanes
 // (element index mod 8) and accumulate d * lane in 8 float partial sums across super-blocks,
-// adding the lanes only at the end. Reproducing that keeps the float rounding identical.
+// adding the lanes only at the end. Q3_K and Q5_K keep that generic rounding here.
 struct KLanes {
   float sums[8] = {};
   // a[256]: decoded weight quants; scale[16]: per 16-element group; q8: activation quants.
@@ -298,38 +312,54 @@ void k4_scales_mins(const uint8_t* s, int* sc, int* mn) {
   }
 }
 
+void decode_q3_K(const BlockQ3_K& x, int8_t* a) {
+  for (int e = 0; e < kQK_K; ++e) {
+    const int h = e / 128, j = (e % 128) / 32, l = e % 32;
+    const int q2 = (x.qs[32 * h + l] >> (2 * j)) & 3;
+    const bool hb = (x.hmask[l] >> (4 * h + j)) & 1;
+    a[e] = static_cast<int8_t>(q2 - (hb ? 0 : 4));
+  }
+}
+
+template <typename Block>
+void decode_q45_K(const Block& x, int8_t* a) {
+  for (int e = 0; e < kQK_K; ++e) {
+    const int c = e / 64, l = e % 32, sub = e / 32;
+    const uint8_t byte = x.qs[32 * c + l];
+    int q = (sub % 2 == 0) ? (byte & 0xF) : (byte >> 4);
+    if constexpr (std::is_same_v<Block, BlockQ5_K>) q += ((x.qh[l] >> sub) & 1) << 4;
+    a[e] = static_cast<int8_t>(q);
+  }
+}
+
+void decode_q6_K(const BlockQ6_K& x, int8_t* a) {  // quants in -32..31
+  for (int e = 0; e < kQK_K; ++e) {
+    const int h = e / 128, g = (e % 128) / 32, l = e % 32;
+    const int low4 = (x.ql[64 * h + l + 32 * (g & 1)] >> (4 * (g >> 1))) & 15;
+    const int hi2 = (x.qh[32 * h + l] >> (2 * g)) & 3;
+    a[e] = static_cast<int8_t>((low4 | (hi2 << 4)) - 32);
+  }
+}
+
 float dot_q3_K(int64_t nb, const BlockQ3_K* x, const BlockQ8_K* y) {
   KLanes lanes;
   int8_t a[kQK_K];  // [256] quants in -4..3
   int scale[16];
   for (int64_t i = 0; i < nb; ++i) {
-    for (int e = 0; e < kQK_K; ++e) {
-      const int h = e / 128, j = (e % 128) / 32, l = e % 32;
-      const int q2 = (x[i].qs[32 * h + l] >> (2 * j)) & 3;
-      const bool hb = (x[i].hmask[l] >> (4 * h + j)) & 1;
-      a[e] = static_cast<int8_t>(q2 - (hb ? 0 : 4));
-    }
+    decode_q3_K(x[i], a);
     q3_k_scales(x[i].scales, scale);
     lanes.add(a, scale, y[i].qs, fp16_to_fp32(x[i].d) * y[i].d);
   }
   return lanes.finish(0.0f);
 }
 
-// Q4_K and Q5_K share everything but the fifth bit.
-template <typename Block>
-float dot_q45_K(int64_t nb, const Block* x, const BlockQ8_K* y) {
+float dot_q5_K(int64_t nb, const BlockQ5_K* x, const BlockQ8_K* y) {
   KLanes lanes;
   float sumf = 0.0f;
-  int8_t a[kQK_K];  // [256] quants in 0..15 (0..31 for Q5_K)
+  int8_t a[kQK_K];  // [256] quants in 0..31
   int sc[8], mn[8], scale[16];
   for (int64_t i = 0; i < nb; ++i) {
-    for (int e = 0; e < kQK_K; ++e) {
-      const int c = e / 64, l = e % 32, sub = e / 32;
-      const uint8_t byte = x[i].qs[32 * c + l];
-      int q = (sub % 2 == 0) ? (byte & 0xF) : (byte >> 4);
-      if constexpr (std::is_same_v<Block, BlockQ5_K>) q += ((x[i].qh[l] >> sub) & 1) << 4;
-      a[e] = static_cast<int8_t>(q);
-    }
+    decode_q45_K(x[i], a);
     k4_scales_mins(x[i].scales, sc, mn);
     int sumi = 0;
     for (int g = 0; g < 16; ++g) {
@@ -343,21 +373,142 @@ float dot_q45_K(int64_t nb, const Block* x, const BlockQ8_K* y) {
   return lanes.finish(sumf);
 }
 
-float dot_q6_K(int64_t nb, const BlockQ6_K* x, const BlockQ8_K* y) {
-  KLanes lanes;
-  int8_t a[kQK_K];  // [256] quants in -32..31
-  int scale[16];
+// ggml_vec_dot_q4_K_q8_K (x86 AVX2): lane l = sum over the 4 64-element chunks j of
+// sc[2j] * (elements 64j+4l..+3) + sc[2j+1] * (elements 64j+32+4l..+3); acc = fma(d, lane,
+// acc). The mins go to a separate 4-lane accumulator, lane k = mn[2k]*S[2k] + mn[2k+1]*S[2k+1]
+// with S the 32-element activation sums, acc_m = fma(-d_a*dmin_w, lane, acc_m); the result is
+// hsum_float_8(acc) + ((m0 + m2) + (m1 + m3)).
+float dot_q4_K(int64_t nb, const BlockQ4_K* x, const BlockQ8_K* y) {
+  Lanes8 acc;
+  float acc_m[4] = {};
+  int8_t a[kQK_K];
+  int sc[8], mn[8];
   for (int64_t i = 0; i < nb; ++i) {
-    for (int e = 0; e < kQK_K; ++e) {
-      const int h = e / 128, g = (e % 128) / 32, l = e % 32;
-      const int low4 = (x[i].ql[64 * h + l + 32 * (g & 1)] >> (4 * (g >> 1))) & 15;
-      const int hi2 = (x[i].qh[32 * h + l] >> (2 * g)) & 3;
-      a[e] = static_cast<int8_t>((low4 | (hi2 << 4)) - 32);
+    const float d = y[i].d * fp16_to_fp32(x[i].d);
+    const float dmin = -y[i].d * fp16_to_fp32(x[i].dmin);
+    decode_q45_K(x[i], a);
+    k4_scales_mins(x[i].scales, sc, mn);
+    for (int k = 0; k < 4; ++k) {
+      int prod = 0;
+      for (int u = 2 * k; u < 2 * k + 2; ++u)
+        prod += mn[u] * (y[i].bsums[2 * u] + y[i].bsums[2 * u + 1]);
+      acc_m[k] = std::fma(dmin, static_cast<float>(prod), acc_m[k]);
     }
-    for (int g = 0; g < 16; ++g) scale[g] = x[i].scales[g];
-    lanes.add(a, scale, y[i].qs, fp16_to_fp32(x[i].d) * y[i].d);
+    int lane[8] = {};
+    for (int j = 0; j < 4; ++j)
+      for (int l = 0; l < 8; ++l)
+        for (int half = 0; half < 2; ++half) {
+          int s = 0;
+          for (int e = 64 * j + 32 * half + 4 * l; e < 64 * j + 32 * half + 4 * l + 4; ++e)
+            s += a[e] * y[i].qs[e];
+          lane[l] += sc[2 * j + half] * s;
+        }
+    acc.fma_all(d, lane);
   }
-  return lanes.finish(0.0f);
+  return acc.hsum() + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]));
+}
+
+// ggml_vec_dot_q6_K_q8_K (x86 AVX2): per 32-element chunk (h, g) of the 128-element half h,
+// lanes 0..3 take scale[8h+2g] and lanes 4..7 scale[8h+2g+1]; the -32 bias enters lane l as
+// -32 * (scale[2l]*bsums[2l] + scale[2l+1]*bsums[2l+1]). acc = fma(d, lane, acc).
+float dot_q6_K(int64_t nb, const BlockQ6_K* x, const BlockQ8_K* y) {
+  Lanes8 acc;
+  int8_t a[kQK_K];
+  for (int64_t i = 0; i < nb; ++i) {
+    decode_q6_K(x[i], a);
+    int lane[8];
+    for (int l = 0; l < 8; ++l) {
+      lane[l] = 0;
+      for (int h = 0; h < 2; ++h)
+        for (int g = 0; g < 4; ++g) {
+          int s = 0;
+          for (int e = 128 * h + 32 * g + 4 * l; e < 128 * h + 32 * g + 4 * l + 4; ++e)
+            s += (a[e] + 32) * y[i].qs[e];
+          lane[l] += x[i].scales[8 * h + 2 * g + (l >= 4 ? 1 : 0)] * s;
+        }
+      lane[l] -= 32 * (x[i].scales[2 * l] * y[i].bsums[2 * l] +
+                       x[i].scales[2 * l + 1] * y[i].bsums[2 * l + 1]);
+    }
+    acc.fma_all(fp16_to_fp32(x[i].d) * y[i].d, lane);
+  }
+  return acc.hsum();
+}
+
+// Exact integer parts of one K-quant super-block against its Q8_K activation block, split per
+// 64 elements (two 32-element sub-blocks, or four 16-element groups): isum = sum of scale *
+// (quant . activation) with every quant offset applied, imin = sum of min * activation sum.
+void k_block_ints(DType t, const void* w, const BlockQ8_K& y, detail::KBlockInts& out) {
+  int8_t a[kQK_K];
+  int scale[16] = {}, mins[16] = {};  // per 16-element group
+  switch (t) {
+    case DType::Q2_K: {
+      const auto& x = *static_cast<const BlockQ2_K*>(w);
+      for (int e = 0; e < kQK_K; ++e) {
+        const int h = e / 128, j = (e % 128) / 32, l = e % 32;
+        a[e] = static_cast<int8_t>((x.qs[32 * h + l] >> (2 * j)) & 3);
+      }
+      for (int g = 0; g < 16; ++g) {
+        scale[g] = x.scales[g] & 0xF;
+        mins[g] = x.scales[g] >> 4;
+      }
+      out.d = fp16_to_fp32(x.d);
+      out.dmin = fp16_to_fp32(x.dmin);
+      break;
+    }
+    case DType::Q3_K: {
+      const auto& x = *static_cast<const BlockQ3_K*>(w);
+      decode_q3_K(x, a);
+      q3_k_scales(x.scales, scale);
+      out.d = fp16_to_fp32(x.d);
+      out.dmin = 0.0f;
+      break;
+    }
+    case DType::Q4_K:
+    case DType::Q5_K: {
+      int sc[8], mn[8];
+      uint16_t d, dmin;
+      if (t == DType::Q4_K) {
+        const auto& x = *static_cast<const BlockQ4_K*>(w);
+        decode_q45_K(x, a);
+        k4_scales_mins(x.scales, sc, mn);
+        d = x.d;
+        dmin = x.dmin;
+      } else {
+        const auto& x = *static_cast<const BlockQ5_K*>(w);
+        decode_q45_K(x, a);
+        k4_scales_mins(x.scales, sc, mn);
+        d = x.d;
+        dmin = x.dmin;
+      }
+      for (int g = 0; g < 16; ++g) {
+        scale[g] = sc[g / 2];
+        mins[g] = mn[g / 2];
+      }
+      out.d = fp16_to_fp32(d);
+      out.dmin = fp16_to_fp32(dmin);
+      break;
+    }
+    case DType::Q6_K: {
+      const auto& x = *static_cast<const BlockQ6_K*>(w);
+      decode_q6_K(x, a);
+      for (int g = 0; g < 16; ++g) scale[g] = x.scales[g];
+      out.d = fp16_to_fp32(x.d);
+      out.dmin = 0.0f;
+      break;
+    }
+    default:
+      KVS_CHECK(false, "k_block_ints: not a K-quant");
+  }
+  for (int c = 0; c < 4; ++c) {
+    out.isum64[c] = 0;
+    out.imin64[c] = 0;
+    for (int g = 4 * c; g < 4 * c + 4; ++g) {
+      int s = 0;
+      for (int e = 16 * g; e < 16 * g + 16; ++e) s += a[e] * y.qs[e];
+      out.isum64[c] += scale[g] * s;
+      out.imin64[c] += mins[g] * y.bsums[g];
+    }
+  }
 }
 
 void check_row(DType weight_type, int64_t n) {
@@ -415,23 +566,36 @@ float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_r
       return dot_float(static_cast<const uint16_t*>(w_row), static_cast<const uint16_t*>(act_row),
                        n, bf16_to_fp32);
     case DType::Q4_0:
-      return dot_q4_0(nb, static_cast<const BlockQ4_0*>(w_row), a8);
+      return dot_legacy(nb, static_cast<const BlockQ4_0*>(w_row), a8,
+                        [](const BlockQ4_0& b, int* q) { nibbles(b.qs, 8, q); });
     case DType::Q4_1:
-      return dot_q4_1(nb, static_cast<const BlockQ4_1*>(w_row), a81);
+      return dot_legacy_min(nb, static_cast<const BlockQ4_1*>(w_row), a81,
+                            [](const BlockQ4_1& b, int* q) { nibbles(b.qs, 0, q); });
     case DType::Q5_0:
-      return dot_q5_0(nb, static_cast<const BlockQ5_0*>(w_row), a8);
+      return dot_legacy(nb, static_cast<const BlockQ5_0*>(w_row), a8,
+                        [](const BlockQ5_0& b, int* q) {
+                          nibbles(b.qs, 16, q);
+                          add_fifth_bit(b.qh, q);
+                        });
     case DType::Q5_1:
-      return dot_q5_1(nb, static_cast<const BlockQ5_1*>(w_row), a81);
+      return dot_legacy_min(nb, static_cast<const BlockQ5_1*>(w_row), a81,
+                            [](const BlockQ5_1& b, int* q) {
+                              nibbles(b.qs, 0, q);
+                              add_fifth_bit(b.qh, q);
+                            });
     case DType::Q8_0:
-      return dot_q8_0(nb, static_cast<const BlockQ8_0*>(w_row), a8);
+      return dot_legacy(nb, static_cast<const BlockQ8_0*>(w_row), a8,
+                        [](const BlockQ8_0& b, int* q) {
+                          for (int j = 0; j < kQK; ++j) q[j] = b.qs[j];
+                        });
     case DType::Q2_K:
       return dot_q2_K(nb, static_cast<const BlockQ2_K*>(w_row), ak);
     case DType::Q3_K:
       return dot_q3_K(nb, static_cast<const BlockQ3_K*>(w_row), ak);
     case DType::Q4_K:
-      return dot_q45_K(nb, static_cast<const BlockQ4_K*>(w_row), ak);
+      return dot_q4_K(nb, static_cast<const BlockQ4_K*>(w_row), ak);
     case DType::Q5_K:
-      return dot_q45_K(nb, static_cast<const BlockQ5_K*>(w_row), ak);
+      return dot_q5_K(nb, static_cast<const BlockQ5_K*>(w_row), ak);
     case DType::Q6_K:
       return dot_q6_K(nb, static_cast<const BlockQ6_K*>(w_row), ak);
     default:
@@ -439,5 +603,30 @@ float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_r
   }
 }
 
+float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row,
+              DotKernel kernel) {
+  if (kernel == DotKernel::kVecDot || !detail::is_k_quant(weight_type))
+    return ref::vec_dot(weight_type, n, w_row, act_row);
+  check_row(weight_type, n);
+  const size_t wbytes = dtype_traits(weight_type).block_bytes;
+  const auto* w = static_cast<const uint8_t*>(w_row);
+  const auto* y = static_cast<const BlockQ8_K*>(act_row);
+  detail::KAccum acc;
+  detail::KBlockInts b;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    k_block_ints(weight_type, w + i * wbytes, y[i], b);
+    acc.add(kernel, b, y[i].d);
+  }
+  return acc.result(kernel);
+}
+
 }  // namespace ref
+
+namespace detail {
+void k_block_ints_scalar(DType weight_type, const void* w_block, const BlockQ8_K& a,
+                         KBlockInts& out) {
+  ref::k_block_ints(weight_type, w_block, a, out);
+}
+}  // namespace detail
+
 }  // namespace kvs

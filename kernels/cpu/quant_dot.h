@@ -4,9 +4,18 @@
 // CPU backend (so greedy outputs track llama.cpp):
 //   Q4_0, Q5_0, Q8_0 -> Q8_0      Q4_1, Q5_1 -> Q8_1      Q2_K .. Q6_K -> Q8_K
 //   F32 -> F32                    F16 -> F16              BF16 -> BF16
-// namespace ref holds the scalar twins, written to follow ggml's generic (non-SIMD) code; the
-// optimized versions (AVX2, with AVX-VNNI where the build enables it) compute the same exact
-// int32 block sums and differ only in the float summation order of the per-block partials.
+// The float rounding follows what llama.cpp's x86 build (AVX2 and up, GCC, the version the
+// reference fixtures come from) actually executes, because quantizing activations makes the
+// network discontinuous: a one-ulp difference in one matmul flips a later activation quant and
+// grows from there. namespace ref holds scalar twins that replay the x86 kernels' lane layout
+// and FMA order, so ref and optimized results are bit-identical for Q4_0, Q4_1, Q5_0, Q5_1,
+// Q8_0, Q4_K and Q6_K (and for every K-quant under the tiled/repack DotKernels); F32/F16/BF16,
+// Q2_K, Q3_K and Q5_K vec_dot still differ between the twins in summation order only.
+//
+// llama.cpp does not evaluate every output of a matmul with vec_dot: whole batches of K-quant
+// weights go through other kernels that round differently. dot_kernel() names the kernel for
+// one output and vec_dot(..., DotKernel) reproduces it; ops::matmul must pass it through.
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -34,8 +43,10 @@ DType vec_dot_type(DType weight_type);
 size_t activation_row_bytes(DType weight_type, int64_t n);
 
 // Quantizes one activation row x[n] into dst (activation_row_bytes(weight_type, n) bytes)
-// exactly as ggml's reference quantizers do (quantize_row_q8_0_ref / q8_1_ref / q8_K_ref;
-// f16 and bf16 round to nearest even).
+// exactly as ggml's x86 quantizers do: Q8_0/Q8_1 as quantize_row_q8_0/q8_1 (d = amax/127,
+// quants = round-half-even(x * (127/amax)), Q8_1's s = f16(f32 d * sum of quants)); Q8_K as
+// quantize_row_q8_K_ref (repack's 4-row quantize_mat_q8_K gives numerically identical blocks);
+// f16 and bf16 round to nearest even. One activation row serves every DotKernel.
 void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n);
 
 // Dot product of one weight row (n elements in weight_type) with one activation row produced
@@ -43,16 +54,95 @@ void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n
 // aligned like them: 2 bytes (GGUF's 32-byte tensor alignment gives that), 4 for Q8_K rows.
 float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row);
 
+// The ggml kernel that computes one output of a matmul, as llama.cpp's CPU backend picks it.
+enum class DotKernel : uint8_t {
+  kVecDot,      // ggml_vec_dot_<type>_<vec_dot_type>; llamafile's sgemm (Q8_0, Q5_0 and Q4_0
+                // batches) rounds identically
+  kTiled,       // ggml-cpu/tiled K-quant matmul (batches of >= 8 tokens): per super-block
+                // acc = fma(fma(-dmin, imin, isum * d_w), d_a, acc)
+  kRepackGemv,  // repack q4_K_8x8 GEMV: acc += isum * (d_w*d_a), accm += imin * (dmin_w*d_a)
+                // per super-block (both fma), result acc - accm
+  kRepackGemm,  // repack q4_K_8x8 GEMM: as GEMV but one fma per 64 elements
+};
+
+// The kernel for the output of token t (0 <= t < tokens) of a matmul of `tokens` activation
+// rows against a weight of `rows` rows, mirroring llama.cpp on x86 with AVX2/AVX-512:
+//   Q4_K with rows % 8 == 0 is repacked (q4_K_8x8): tokens [0, tokens - tokens % 4) go through
+//     the GEMM, the trailing tokens % 4 through the GEMV;
+//   other K-quants (and Q4_K with rows % 8 != 0) use the tiled kernel when tokens >= 8;
+//   everything else, and smaller batches, use vec_dot.
+// Not reproduced: Q4_0 and IQ4_NL repack (q4_0_8x8; weights with rows % 8 == 0) and Q2_K repack
+// on AVX-512 machines (q2_K_8x8) round differently from every kernel here.
+DotKernel dot_kernel(DType weight_type, int64_t rows, int64_t tokens, int64_t t);
+
+// vec_dot as `kernel` computes it. For types the kernel does not cover it is plain vec_dot.
+float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row,
+              DotKernel kernel);
+
 namespace ref {
 void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n);
 float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row);
+float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row,
+              DotKernel kernel);
 }  // namespace ref
+
+// Shared by the twins so that the tiled / repack float arithmetic is written once.
+namespace detail {
+inline bool is_k_quant(DType t) {
+  return t == DType::Q2_K || t == DType::Q3_K || t == DType::Q4_K || t == DType::Q5_K ||
+         t == DType::Q6_K;
+}
+// Exact integer parts of one K-quant super-block dotted with its Q8_K block, per 64 elements:
+// isum64 = sum of scale * (quant . activation) with the quant offsets applied, imin64 = sum of
+// min * activation group sum (zero for Q3_K/Q6_K); d, dmin = the weight's f16 scales as f32.
+struct KBlockInts {
+  float d = 0.0f, dmin = 0.0f;
+  int isum64[4] = {}, imin64[4] = {};
+  int isum() const { return isum64[0] + isum64[1] + isum64[2] + isum64[3]; }
+  int imin() const { return imin64[0] + imin64[1] + imin64[2] + imin64[3]; }
+};
+void k_block_ints_scalar(DType weight_type, const void* w_block, const BlockQ8_K& a,
+                         KBlockInts& out);
+// Float state of one output under kTiled / kRepackGemv / kRepackGemm, super-blocks in order.
+struct KAccum {
+  float acc = 0.0f, accm = 0.0f;
+  void add(DotKernel k, const KBlockInts& b, float d_a) {
+    switch (k) {
+      case DotKernel::kTiled: {  // tiled-kernel.cpp epilogue (vmulps, vfnmadd, vfmadd)
+        float r = static_cast<float>(b.isum()) * b.d;
+        r = std::fma(-b.dmin, static_cast<float>(b.imin()), r);
+        acc = std::fma(r, d_a, acc);
+        return;
+      }
+      case DotKernel::kRepackGemv: {
+        const float dd = b.d * d_a, dm = b.dmin * d_a;
+        acc = std::fma(static_cast<float>(b.isum()), dd, acc);
+        accm = std::fma(static_cast<float>(b.imin()), dm, accm);
+        return;
+      }
+      case DotKernel::kRepackGemm: {
+        const float dd = b.d * d_a, dm = b.dmin * d_a;
+        for (int c = 0; c < 4; ++c) {
+          acc = std::fma(static_cast<float>(b.isum64[c]), dd, acc);
+          accm = std::fma(static_cast<float>(b.imin64[c]), dm, accm);
+        }
+        return;
+      }
+      case DotKernel::kVecDot:
+        return;
+    }
+  }
+  float result(DotKernel k) const { return k == DotKernel::kTiled ? acc : acc - accm; }
+};
+}  // namespace detail
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define KVS_QUANT_DOT_AVX2 1
 // The AVX2 kernels (quant_dot_avx2.cpp), exposed so tests can name them; vec_dot dispatches.
 namespace avx2 {
 float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row);
+float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row,
+              DotKernel kernel);
 void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n);
 }  // namespace avx2
 #endif

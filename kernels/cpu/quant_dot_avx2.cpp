@@ -1,6 +1,7 @@
 // AVX2 (+FMA, F16C) quant dot kernels; AVX512-VNNI / AVX-VNNI replace the u8*s8 multiply-add
-// where the build enables them. Every block's integer sum is exact and equal to the reference's;
-// only the float accumulation of the per-block partial sums is reordered (8-lane vectors).
+// where the build enables them. Every lane's integer sum is exact, and for the types ggml's x86
+// code covers (see quant_dot.h) the lane layout and FMA order are ggml's, so the results are
+// bit-identical to the reference twins and to llama.cpp.
 #include "kernels/cpu/quant_dot.h"
 
 #if defined(KVS_QUANT_DOT_AVX2)
@@ -8,6 +9,7 @@
 #include <immintrin.h>
 
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -150,41 +152,38 @@ float dot_bf16(const uint16_t* x, const uint16_t* y, int64_t n) {
 
 // ---------------------------------------------------------------- 32-element blocks
 
-// Runs block(i, acc, slot) over nb blocks with two independent accumulators (slot 0 and 1),
-// so consecutive blocks' FMAs do not wait on each other.
+// ggml's x86 legacy kernels: one 8-lane accumulator, acc = fma(d_w * d_a, lanes, acc) per block
+// in order, then hsum_float_8.
 template <typename F>
 float legacy_loop(int64_t nb, F&& block) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 1 < nb; i += 2) {
-    acc0 = block(i, acc0, 0);
-    acc1 = block(i + 1, acc1, 1);
-  }
-  if (i < nb) acc0 = block(i, acc0, 0);
-  return hsum(_mm256_add_ps(acc0, acc1));
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) acc = block(i, acc);
+  return hsum(acc);
 }
 
 float dot_q4_0(int64_t nb, const BlockQ4_0* x, const BlockQ8_0* y) {
-  return legacy_loop(nb, [&](int64_t i, __m256 acc, int /*slot*/) {
+  return legacy_loop(nb, [&](int64_t i, __m256 acc) {
     const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
     const __m256i qx = _mm256_sub_epi8(nibbles32(x[i].qs), _mm256_set1_epi8(8));
     return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8(qx, loadu(y[i].qs))), acc);
   });
 }
 
+// The min terms: summs = fma(m, s, summs) in block order (GCC contracts ggml's scalar line),
+// added after the lane reduction.
 float dot_q4_1(int64_t nb, const BlockQ4_1* x, const BlockQ8_1* y) {
-  float summs[2] = {0.0f, 0.0f};  // min terms, split like the accumulators to halve the chain
-  const float s = legacy_loop(nb, [&](int64_t i, __m256 acc, int slot) {
-    summs[slot] += h2f(x[i].m) * h2f(y[i].s);
+  float summs = 0.0f;
+  const float s = legacy_loop(nb, [&](int64_t i, __m256 acc) {
+    summs = std::fma(h2f(x[i].m), h2f(y[i].s), summs);
     const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
     const __m256i p = dpbusd(_mm256_setzero_si256(), nibbles32(x[i].qs), loadu(y[i].qs));
     return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
   });
-  return s + (summs[0] + summs[1]);
+  return s + summs;
 }
 
 float dot_q5_0(int64_t nb, const BlockQ5_0* x, const BlockQ8_0* y) {
-  return legacy_loop(nb, [&](int64_t i, __m256 acc, int /*slot*/) {
+  return legacy_loop(nb, [&](int64_t i, __m256 acc) {
     const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
     // Where the fifth bit is clear, OR-ing 0xF0 makes the byte read as nibble - 16; where it is
     // set the value (nibble + 16) - 16 is the nibble itself.
@@ -196,20 +195,20 @@ float dot_q5_0(int64_t nb, const BlockQ5_0* x, const BlockQ8_0* y) {
 }
 
 float dot_q5_1(int64_t nb, const BlockQ5_1* x, const BlockQ8_1* y) {
-  float summs[2] = {0.0f, 0.0f};  // min terms, split like the accumulators to halve the chain
-  const float s = legacy_loop(nb, [&](int64_t i, __m256 acc, int slot) {
-    summs[slot] += h2f(x[i].m) * h2f(y[i].s);
+  float summs = 0.0f;
+  const float s = legacy_loop(nb, [&](int64_t i, __m256 acc) {
+    summs = std::fma(h2f(x[i].m), h2f(y[i].s), summs);
     const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
     const __m256i hi = _mm256_and_si256(bits32(x[i].qh), _mm256_set1_epi8(0x10));
     const __m256i qx = _mm256_or_si256(nibbles32(x[i].qs), hi);
     const __m256i p = dpbusd(_mm256_setzero_si256(), qx, loadu(y[i].qs));
     return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
   });
-  return s + (summs[0] + summs[1]);
+  return s + summs;
 }
 
 float dot_q8_0(int64_t nb, const BlockQ8_0* x, const BlockQ8_0* y) {
-  return legacy_loop(nb, [&](int64_t i, __m256 acc, int /*slot*/) {
+  return legacy_loop(nb, [&](int64_t i, __m256 acc) {
     const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
     return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8(loadu(x[i].qs), loadu(y[i].qs))), acc);
   });
@@ -308,96 +307,145 @@ inline void k4_scales_mins(const uint8_t* s, uint8_t* out /*[16]*/) {
   std::memcpy(out, u, 16);
 }
 
+// Integer lanes of one Q4_K/Q5_K super-block: sum64[j] gets the 8 lanes of 64-element chunk j
+// (lane l = sc[2j] * elements 64j+4l..+3 + sc[2j+1] * elements 64j+32+4l..+3).
 template <bool kFive, typename Block>
-float dot_q45_K(int64_t nb, const Block* x, const BlockQ8_K* y) {
+inline void q45_K_lanes(const Block& x, const BlockQ8_K& y, const uint8_t* sm, __m256i* sum64) {
   const __m256i m4 = _mm256_set1_epi8(0xF);
   const __m256i m1 = _mm256_set1_epi8(1);
+  __m256i hbits = _mm256_setzero_si256();
+  if constexpr (kFive) hbits = loadu(x.qh);
+  for (int j = 0; j < 4; ++j) {
+    const __m256i q4bits = loadu(x.qs + 32 * j);
+    __m256i ql = _mm256_and_si256(q4bits, m4);
+    __m256i qh = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
+    if constexpr (kFive) {
+      ql = _mm256_or_si256(
+          ql, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), m1), 4));
+      qh = _mm256_or_si256(
+          qh, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), m1), 4));
+    }
+    const __m256i pl = _mm256_maddubs_epi16(ql, loadu(y.qs + 64 * j));
+    const __m256i ph = _mm256_maddubs_epi16(qh, loadu(y.qs + 64 * j + 32));
+    sum64[j] = _mm256_add_epi32(_mm256_madd_epi16(pl, _mm256_set1_epi16(sm[2 * j])),
+                                _mm256_madd_epi16(ph, _mm256_set1_epi16(sm[2 * j + 1])));
+  }
+}
+
+// ggml_vec_dot_q4_K_q8_K: acc = fma(d, lanes, acc) and a separate 4-lane min accumulator,
+// lane k = mn[2k]*S[2k] + mn[2k+1]*S[2k+1] (S: 32-element activation sums), acc_m =
+// fma(-d_a*dmin_w, lane, acc_m); result hsum_float_8(acc) + hsum of acc_m.
+// Q5_K keeps kvsieve's earlier single-accumulator form (not ggml's; see quant_dot.h).
+template <bool kFive, typename Block>
+float dot_q45_K(int64_t nb, const Block* x, const BlockQ8_K* y) {
   __m256 acc = _mm256_setzero_ps();
+  __m128 acc_m = _mm_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
-    const float d = h2f(x[i].d) * y[i].d;
-    const float dmin = -h2f(x[i].dmin) * y[i].d;
+    const float d = y[i].d * h2f(x[i].d);
+    const float dmin = -y[i].d * h2f(x[i].dmin);
     alignas(16) uint8_t sm[16];  // [8] scales, [8] mins
     k4_scales_mins(x[i].scales, sm);
-    // Each min covers 32 elements = two bsums groups: duplicate the bytes before widening.
-    const __m128i m8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8));
-    const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));  // [16]
-    const __m256i msum = _mm256_madd_epi16(mins, loadu(y[i].bsums));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(msum), acc);
-
-    __m256i hbits = _mm256_setzero_si256();
-    if constexpr (kFive) hbits = loadu(x[i].qh);
-    __m256i sumi = _mm256_setzero_si256();
-    for (int j = 0; j < 4; ++j) {
-      const __m256i q4bits = loadu(x[i].qs + 32 * j);
-      __m256i ql = _mm256_and_si256(q4bits, m4);
-      __m256i qh = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
-      if constexpr (kFive) {
-        ql = _mm256_or_si256(
-            ql, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), m1), 4));
-        qh = _mm256_or_si256(
-            qh, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), m1), 4));
-      }
-      const __m256i pl = _mm256_maddubs_epi16(ql, loadu(y[i].qs + 64 * j));
-      const __m256i ph = _mm256_maddubs_epi16(qh, loadu(y[i].qs + 64 * j + 32));
-      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pl, _mm256_set1_epi16(sm[2 * j])));
-      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(ph, _mm256_set1_epi16(sm[2 * j + 1])));
+    if constexpr (kFive) {
+      // Each min covers 32 elements = two bsums groups: duplicate the bytes before widening.
+      const __m128i m8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8));
+      const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));  // [16]
+      const __m256i msum = _mm256_madd_epi16(mins, loadu(y[i].bsums));
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(msum), acc);
+    } else {
+      const __m256i bs = loadu(y[i].bsums);
+      const __m128i q8s =
+          _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));  // [8]
+      const __m128i mins =
+          _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
+      const __m128i prod = _mm_madd_epi16(mins, q8s);
+      acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
     }
+    __m256i sum64[4];
+    q45_K_lanes<kFive>(x[i], y[i], sm, sum64);
+    const __m256i sumi = _mm256_add_epi32(_mm256_add_epi32(sum64[0], sum64[1]),
+                                          _mm256_add_epi32(sum64[2], sum64[3]));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
   }
-  return hsum(acc);
+  acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+  acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+  return hsum(acc) + _mm_cvtss_f32(acc_m);
+}
+
+// Integer lanes of one Q6_K super-block, laid out as ggml_vec_dot_q6_K_q8_K's.
+inline __m256i q6_K_lanes(const BlockQ6_K& x, const BlockQ8_K& y) {
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  const __m256i m3 = _mm256_set1_epi8(3);
+  const __m256i scales =
+      _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));  // [16]
+  // The -32 bias is folded out of the inner loop: sum(s*(q-32)*q8) = sum(s*q*q8) -
+  // 32*sum(s*bsum).
+  const __m256i bias = _mm256_slli_epi32(_mm256_madd_epi16(scales, loadu(y.bsums)), 5);
+  __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), bias);
+  const __m256i sc_half[2] = {_mm256_permute2x128_si256(scales, scales, 0x00),
+                              _mm256_permute2x128_si256(scales, scales, 0x11)};
+  for (int h = 0; h < 2; ++h) {
+    const __m256i ql0 = loadu(x.ql + 64 * h);
+    const __m256i ql1 = loadu(x.ql + 64 * h + 32);
+    const __m256i qh = loadu(x.qh + 32 * h);
+    const __m256i q6[4] = {
+        _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4)),
+        _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4)),
+    };
+    for (int g = 0; g < 4; ++g) {
+      const __m256i p = _mm256_maddubs_epi16(q6[g], loadu(y.qs + 128 * h + 32 * g));
+      sumi = _mm256_add_epi32(
+          sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc_half[h], pair_shuffle(g))));
+    }
+  }
+  return sumi;
 }
 
 float dot_q6_K(int64_t nb, const BlockQ6_K* x, const BlockQ8_K* y) {
-  const __m256i m4 = _mm256_set1_epi8(0xF);
-  const __m256i m3 = _mm256_set1_epi8(3);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
     const float d = h2f(x[i].d) * y[i].d;
-    const __m256i scales = _mm256_cvtepi8_epi16(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));  // [16]
-    // The -32 bias is folded out of the inner loop: sum(s*(q-32)*q8) = sum(s*q*q8) -
-    // 32*sum(s*bsum).
-    const __m256i bias = _mm256_slli_epi32(_mm256_madd_epi16(scales, loadu(y[i].bsums)), 5);
-    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), bias);
-    const __m256i sc_half[2] = {_mm256_permute2x128_si256(scales, scales, 0x00),
-                                _mm256_permute2x128_si256(scales, scales, 0x11)};
-    for (int h = 0; h < 2; ++h) {
-      const __m256i ql0 = loadu(x[i].ql + 64 * h);
-      const __m256i ql1 = loadu(x[i].ql + 64 * h + 32);
-      const __m256i qh = loadu(x[i].qh + 32 * h);
-      const __m256i q6[4] = {
-          _mm256_or_si256(_mm256_and_si256(ql0, m4),
-                          _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4)),
-          _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4)),
-      };
-      for (int g = 0; g < 4; ++g) {
-        const __m256i p = _mm256_maddubs_epi16(q6[g], loadu(y[i].qs + 128 * h + 32 * g));
-        sumi = _mm256_add_epi32(
-            sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc_half[h], pair_shuffle(g))));
-      }
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(q6_K_lanes(x[i], y[i])), acc);
   }
   return hsum(acc);
 }
 
-// ---------------------------------------------------------------- activation quantizers
-// Bit-exact twins of ref::quantize_activation (same float operations, lane-parallel).
-
-// roundf: half away from zero. v - trunc(v) is exact, so the tie test is exact.
-inline __m256 round_half_away(__m256 v) {
-  const __m256 sign_mask = _mm256_set1_ps(-0.0f);
-  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m256 frac = _mm256_andnot_ps(sign_mask, _mm256_sub_ps(v, t));
-  const __m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(v, sign_mask));
-  return _mm256_add_ps(t,
-                       _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one));
+// detail::KBlockInts of one super-block, SIMD for Q4_K and Q6_K, the scalar twin otherwise
+// (also for Q6_K under the GEMM, which needs the per-64 split; llama.cpp never uses it there).
+inline void k_block_ints(DType t, DotKernel k, const uint8_t* w, const BlockQ8_K& y,
+                         detail::KBlockInts& b) {
+  if (t == DType::Q4_K) {
+    const auto& x = *reinterpret_cast<const BlockQ4_K*>(w);
+    alignas(16) uint8_t sm[16];  // [8] scales, [8] mins
+    k4_scales_mins(x.scales, sm);
+    __m256i sum64[4];
+    q45_K_lanes<false>(x, y, sm, sum64);
+    for (int c = 0; c < 4; ++c) {
+      b.isum64[c] = hsum_i32(sum64[c]);
+      b.imin64[c] = sm[8 + 2 * c] * (y.bsums[4 * c] + y.bsums[4 * c + 1]) +
+                    sm[9 + 2 * c] * (y.bsums[4 * c + 2] + y.bsums[4 * c + 3]);
+    }
+    b.d = h2f(x.d);
+    b.dmin = h2f(x.dmin);
+  } else if (t == DType::Q6_K && k != DotKernel::kRepackGemm) {
+    const auto& x = *reinterpret_cast<const BlockQ6_K*>(w);
+    b.isum64[0] = hsum_i32(q6_K_lanes(x, y));  // only the total is used (no GEMM for Q6_K)
+    b.isum64[1] = b.isum64[2] = b.isum64[3] = 0;
+    b.imin64[0] = b.imin64[1] = b.imin64[2] = b.imin64[3] = 0;
+    b.d = h2f(x.d);
+    b.dmin = 0.0f;
+  } else {
+    detail::k_block_ints_scalar(t, w, y, b);
+  }
 }
+
+// ---------------------------------------------------------------- activation quantizers
+// ggml's x86 quantize_row_q8_0/q8_1 and quantize_row_q8_K_ref, lane-parallel; bit-exact twins
+// of ref::quantize_activation.
 
 inline float hmax(__m256 v) {
   __m128 r = _mm_max_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
@@ -424,13 +472,15 @@ inline int quantize_block32(const float* x, uint16_t* d_out, int8_t* qs, float* 
     v[k] = _mm256_loadu_ps(x + 8 * k);
     amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_mask, v[k]));
   }
-  const float d = hmax(amax) / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const float max_scalar = hmax(amax);
+  const float d = max_scalar / 127.0f;
+  const float id = max_scalar != 0.0f ? 127.0f / max_scalar : 0.0f;
   *d_out = fp32_to_fp16(d);
   *d_f32 = d;
   __m256i q[4];
   for (int k = 0; k < 4; ++k)
-    q[k] = _mm256_cvtps_epi32(round_half_away(_mm256_mul_ps(v[k], _mm256_set1_ps(id))));
+    q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], _mm256_set1_ps(id)),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   store_i8x32(qs, q[0], q[1], q[2], q[3]);
   return hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
 }
@@ -553,6 +603,24 @@ float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_r
     default:
       KVS_CHECK(false, "unreachable");
   }
+}
+
+float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row,
+              DotKernel kernel) {
+  if (kernel == DotKernel::kVecDot || !detail::is_k_quant(weight_type))
+    return avx2::vec_dot(weight_type, n, w_row, act_row);
+  KVS_CHECK(n >= 0 && n % kQK_K == 0,
+            "vec_dot: n=" + std::to_string(n) + " not a multiple of " + std::to_string(kQK_K));
+  const size_t wbytes = dtype_traits(weight_type).block_bytes;
+  const auto* w = static_cast<const uint8_t*>(w_row);
+  const auto* y = static_cast<const BlockQ8_K*>(act_row);
+  detail::KAccum acc;
+  detail::KBlockInts b;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    k_block_ints(weight_type, kernel, w + i * wbytes, y[i], b);
+    acc.add(kernel, b, y[i].d);
+  }
+  return acc.result(kernel);
 }
 
 }  // namespace kvs::avx2

@@ -3,29 +3,18 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <filesystem>
 
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "engine/session.h"
 #include "models/convert/convert.h"
 #include "support/paths.h"
+#include "support/temp_dir.h"
 
 namespace kvs {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/kvs_st_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 std::unique_ptr<Engine> load(const std::string& path) {
   EngineOptions eo;
@@ -41,9 +30,9 @@ std::vector<float> logits_of(const Engine& e, const std::vector<int32_t>& toks) 
 TEST(SafetensorsModel, Stories260KConvertedGeneratesTheSameText) {
   KVS_REQUIRE_FILE(KVS_STORIES);
   TempDir dir;
-  convert_gguf_to_hf(KVS_STORIES, dir.path() + "/hf", DType::F32);
+  convert_gguf_to_hf(KVS_STORIES, dir / "hf", DType::F32);
   auto gguf = load(KVS_STORIES);
-  auto hf = load(dir.path() + "/hf");
+  auto hf = load(dir / "hf");
   EXPECT_EQ(hf->weights().format(), "safetensors");
   EXPECT_TRUE(hf->config().rope_neox);  // HF Q/K rows are not permuted
   const auto prompt = hf->tokenizer().encode("Once upon a time", true, false);
@@ -67,9 +56,9 @@ TEST(SafetensorsModel, Stories260KConvertedGeneratesTheSameText) {
 TEST(SafetensorsModel, Gemma3ConvertedMatchesGguf) {
   KVS_REQUIRE_FILE(KVS_GEMMA3);
   TempDir dir;
-  convert_gguf_to_hf(KVS_GEMMA3, dir.path() + "/hf", DType::F32);
+  convert_gguf_to_hf(KVS_GEMMA3, dir / "hf", DType::F32);
   auto gguf = load(KVS_GEMMA3);
-  auto hf = load(dir.path() + "/hf");
+  auto hf = load(dir / "hf");
   EXPECT_EQ(hf->config().sliding_window, gguf->config().sliding_window);
   EXPECT_EQ(hf->config().layer_is_swa, gguf->config().layer_is_swa);
   const std::vector<int32_t> toks =
@@ -92,9 +81,9 @@ TEST(SafetensorsModel, Gemma3ConvertedMatchesGguf) {
 TEST(SafetensorsModel, SmolLM2BF16ConvertedGenerates) {
   KVS_REQUIRE_FILE(KVS_SMOLLM2);
   TempDir dir;
-  convert_gguf_to_hf(KVS_SMOLLM2, dir.path() + "/hf", DType::BF16);
+  convert_gguf_to_hf(KVS_SMOLLM2, dir / "hf", DType::BF16);
   auto gguf = load(KVS_SMOLLM2);
-  auto hf = load(dir.path() + "/hf");
+  auto hf = load(dir / "hf");
   const auto prompt = gguf->tokenizer().encode("The capital of France is", true, false);
   EXPECT_EQ(hf->tokenizer().encode("The capital of France is", true, false), prompt);
   Session s(*hf, SessionOptions{});

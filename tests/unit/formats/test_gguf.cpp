@@ -1,7 +1,6 @@
 // GGUF reader and writer: real files (skipped when absent), writer round trips, and one test
 // per kind of bad input. Bad files are crafted with GgufWriter or by patching its bytes.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <cstring>
@@ -17,27 +16,14 @@
 #include "models/formats/gguf_reader.h"
 #include "models/formats/gguf_writer.h"
 #include "tests/support/paths.h"
+#include "tests/support/temp_dir.h"
 
 namespace kvs {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "kvs_gguf_XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 std::vector<uint8_t> slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -206,7 +192,7 @@ TEST(GgufReal, Gemma3KQuants) {
 
 TEST(GgufWriter, RoundTripsEveryMetadataKindAndTensors) {
   TempDir dir;
-  const std::string path = dir.file("all.gguf");
+  const std::string path = dir / "all.gguf";
   const std::vector<uint8_t> q = q8_row();
   std::vector<uint16_t> h = {fp32_to_fp16(1.5f), fp32_to_fp16(-2.0f)};  // [2]
   GgufWriter w(64);
@@ -292,18 +278,18 @@ TEST(GgufWriter, RoundTripsEveryMetadataKindAndTensors) {
 
 TEST(GgufWriter, WritesAtomicallyAndReplacesTarget) {
   TempDir dir;
-  const std::string path = dir.file("m.gguf");
+  const std::string path = dir / "m.gguf";
   spit(path, {1, 2, 3});
   write_small(path);
   EXPECT_NO_THROW(open_gguf(path));
-  for (const auto& e : fs::directory_iterator(dir.file("")))
+  for (const auto& e : fs::directory_iterator(dir.path()))
     EXPECT_EQ(e.path().filename(), "m.gguf");  // no temp file left behind
-  EXPECT_THROW(write_small(dir.file("no/such/dir/x.gguf")), Error);
+  EXPECT_THROW(write_small(dir / "no/such/dir/x.gguf"), Error);
 }
 
 TEST(GgufReader, AcceptsVersion2AndNoTensors) {
   TempDir dir;
-  const std::string path = dir.file("v2.gguf");
+  const std::string path = dir / "v2.gguf";
   write_small(path);
   auto b = slurp(path);
   poke<uint32_t>(b, 4, 2);
@@ -323,7 +309,7 @@ TEST(GgufReader, AcceptsVersion2AndNoTensors) {
 class GgufBad : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = dir_.file("bad.gguf");
+    path_ = dir_ / "bad.gguf";
     write_small(path_);
     bytes_ = slurp(path_);
   }
@@ -337,7 +323,7 @@ class GgufBad : public ::testing::Test {
 };
 
 TEST_F(GgufBad, MissingFile) {
-  const std::string p = dir_.file("absent.gguf");
+  const std::string p = dir_ / "absent.gguf";
   expect_gguf_error(p, {"cannot open"});
   EXPECT_THROW(open_weights(p), Error);
 }

@@ -1,6 +1,5 @@
 // safetensors files and HF model directories: round trips and one test per kind of bad input.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <cstring>
 #include <filesystem>
@@ -18,6 +17,7 @@
 #include "models/formats/safetensors_model.h"
 #include "models/formats/safetensors_writer.h"
 #include "models/formats/weight_source.h"
+#include "tests/support/temp_dir.h"
 
 namespace kvs {
 namespace {
@@ -25,19 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/kvs_st_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary)

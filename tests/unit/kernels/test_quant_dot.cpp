@@ -218,13 +218,14 @@ TEST(QuantDot, ReferenceMatchesDequantizedDot) {
   }
 }
 
-// (c) Hand-checked activation blocks. amax 127 makes d = 1 (id = 1), so the quants are the
-// rounded inputs: Q8_0/Q8_1 round halves away from zero (roundf), Q8_K to even (nearest_int).
+// (c) Hand-checked activation blocks. amax 127 makes d = 1 (id = 127/amax = 1), so the quants
+// are the rounded inputs, halves to even everywhere: Q8_0/Q8_1 as ggml's x86 quantize_row_q8_0
+// (_mm256_round_ps), Q8_K as nearest_int.
 TEST(QuantDot, QuantizeActivationHandExample) {
   std::vector<float> x(kQK, 0.0f);
   const float head[] = {2.5f, -2.5f, 0.5f, -0.5f, 1.49f, 127.0f, -3.7f, 0.0f};
   std::copy(std::begin(head), std::end(head), x.begin());
-  const int8_t want[] = {3, -3, 1, -1, 1, 127, -4, 0};
+  const int8_t want[] = {2, -2, 0, 0, 1, 127, -4, 0};
 
   for (auto quant : {ref::quantize_activation, quantize_activation}) {
     BlockQ8_0 q0;
@@ -236,7 +237,7 @@ TEST(QuantDot, QuantizeActivationHandExample) {
     BlockQ8_1 q1;
     quant(DType::Q4_1, x.data(), &q1, kQK);
     EXPECT_EQ(q1.d, 0x3C00);
-    EXPECT_EQ(q1.s, 0x57C0);  // fp16 124.0 = 1 * (3-3+1-1+1+127-4)
+    EXPECT_EQ(q1.s, 0x57C0);  // fp16 124.0 = 1 * (2-2+0+0+1+127-4)
     EXPECT_EQ(std::memcmp(q1.qs, q0.qs, kQK), 0);
 
     // Q8_K: the signed max is +127 (first of +127 / -127), so iscale = -1, d = -1 and the
@@ -268,8 +269,10 @@ TEST(QuantDot, QuantizeActivationHandExample) {
   }
 }
 
-// (c) Random rows: the reference quantizers agree byte for byte with kvs::quantize_row where
-// it produces the format, and the optimized quantizers with the reference everywhere.
+// (c) Random rows: the optimized quantizers agree with the reference byte for byte; Q8_K
+// also matches kvs::quantize_row, and Q8_0/Q8_1 match the x86 formula written out here
+// (d = amax/127, q = round-half-even(x * (127/amax)), s = f16(d * sum q)), which differs from
+// the weight quantizer's 1/d multiplier and roundf.
 TEST(QuantDot, QuantizeActivationMatchesQuantizeRow) {
   std::mt19937 rng(7);
   for (int rep = 0; rep < 20; ++rep) {
@@ -286,13 +289,116 @@ TEST(QuantDot, QuantizeActivationMatchesQuantizeRow) {
       ref::quantize_activation(t, x.data(), a.data(), n);
       quantize_activation(t, x.data(), b.data(), n);
       ASSERT_EQ(a, b) << dtype_name(t) << " rep=" << rep;
-      if (at != DType::Q8_1) {
+      if (at == DType::Q8_0 || at == DType::Q8_1) {
+        const size_t bb = at == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ8_1);
+        for (int64_t i = 0; i < n / kQK; ++i) {
+          const float* xb = x.data() + i * kQK;
+          float amax = 0.0f;
+          for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(xb[j]));
+          const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+          uint16_t d;
+          std::memcpy(&d, a.data() + i * bb, 2);
+          ASSERT_EQ(d, fp32_to_fp16(amax / 127.0f)) << dtype_name(at) << " rep=" << rep;
+          const auto* qs = reinterpret_cast<const int8_t*>(a.data() + i * bb + (bb - kQK));
+          int sum = 0;
+          for (int j = 0; j < kQK; ++j) {
+            ASSERT_EQ(qs[j], static_cast<int>(std::nearbyint(xb[j] * id))) << rep << " " << j;
+            sum += qs[j];
+          }
+          if (at == DType::Q8_1) {
+            uint16_t s16;
+            std::memcpy(&s16, a.data() + i * bb + 2, 2);
+            ASSERT_EQ(s16, fp32_to_fp16((amax / 127.0f) * static_cast<float>(sum)));
+          }
+        }
+      } else {
         std::vector<uint8_t> c(a.size());
         quantize_row(at, x.data(), c.data(), n);
         ASSERT_EQ(a, c) << dtype_name(at) << " rep=" << rep;
       }
     }
   }
+}
+
+// (d) The twins replay ggml's x86 lane layout and FMA order, so where quant_dot.h promises it
+// they agree bit for bit, and under every DotKernel for every K-quant.
+TEST(QuantDot, OptimizedBitIdenticalToReference) {
+  std::mt19937 rng(321);
+  const DotKernel kernels[] = {DotKernel::kVecDot, DotKernel::kTiled, DotKernel::kRepackGemv,
+                               DotKernel::kRepackGemm};
+  for (DType t : kWeightTypes) {
+    const bool exact_vec_dot = t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q5_0 ||
+                               t == DType::Q5_1 || t == DType::Q8_0 || t == DType::Q4_K ||
+                               t == DType::Q6_K;
+    for (int64_t n : sizes(t)) {
+      const Case c = make_case(t, n, rng);
+      for (DotKernel k : kernels) {
+        if (k == DotKernel::kVecDot && !exact_vec_dot) continue;
+        if (k != DotKernel::kVecDot && !is_k_quant(t)) continue;
+        ASSERT_EQ(vec_dot(t, n, c.w.data(), c.a.data(), k),
+                  ref::vec_dot(t, n, c.w.data(), c.a.data(), k))
+            << dtype_name(t) << " n=" << n << " kernel=" << static_cast<int>(k);
+      }
+    }
+  }
+}
+
+// (e) Every kernel computes the dot of the dequantized rows (bound as in (b)), and the kernels
+// that are not vec_dot ignore the legacy types.
+TEST(QuantDot, KernelsMatchDequantizedDot) {
+  std::mt19937 rng(17);
+  for (DType t : kWeightTypes) {
+    for (int64_t n : sizes(t)) {
+      const Case c = make_case(t, n, rng);
+      const double tol = 2.0 * (chain_length(t, n) + 8.0) * kU * c.magnitude + 1e-30;
+      for (DotKernel k : {DotKernel::kTiled, DotKernel::kRepackGemv, DotKernel::kRepackGemm}) {
+        const float v = ref::vec_dot(t, n, c.w.data(), c.a.data(), k);
+        if (is_k_quant(t)) {
+          ASSERT_NEAR(v, c.exact, tol) << dtype_name(t) << " n=" << n << " k=" << int(k);
+        } else {
+          ASSERT_EQ(v, ref::vec_dot(t, n, c.w.data(), c.a.data())) << dtype_name(t);
+        }
+      }
+    }
+  }
+}
+
+// (f) The kernels' float formulas on two Q6_K super-blocks, written out from the integer sums:
+// tiled rounds isum*d_w, then fma(., d_a, acc); the repack GEMV rounds d_w*d_a first.
+TEST(QuantDot, KernelFormulasQ6K) {
+  std::mt19937 rng(8);
+  const int64_t n = 2 * kQK_K;
+  const Case c = make_case(DType::Q6_K, n, rng);
+  const auto* w = reinterpret_cast<const BlockQ6_K*>(c.w.data());
+  const auto* a = reinterpret_cast<const BlockQ8_K*>(c.a.data());
+  float tiled = 0.0f, gemv = 0.0f;
+  for (int b = 0; b < 2; ++b) {
+    const float dw = fp16_to_fp32(w[b].d);
+    double isum = 0;  // wf / d_w is the exact integer scale * quant
+    for (int e = 0; e < kQK_K; ++e) isum += (c.wf[b * kQK_K + e] / dw) * a[b].qs[e];
+    tiled = std::fma(static_cast<float>(isum) * dw, a[b].d, tiled);
+    gemv = std::fma(static_cast<float>(isum), dw * a[b].d, gemv);
+  }
+  EXPECT_EQ(ref::vec_dot(DType::Q6_K, n, c.w.data(), c.a.data(), DotKernel::kTiled), tiled);
+  EXPECT_EQ(ref::vec_dot(DType::Q6_K, n, c.w.data(), c.a.data(), DotKernel::kRepackGemv), gemv);
+  EXPECT_EQ(ref::vec_dot(DType::Q6_K, n, c.w.data(), c.a.data(), DotKernel::kRepackGemm), gemv);
+}
+
+// (g) Which kernel llama.cpp's x86 CPU backend uses per output.
+TEST(QuantDot, DotKernelSelection) {
+  // Q4_K with rows % 8 == 0 is repacked: whole groups of 4 tokens GEMM, the rest GEMV.
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(dot_kernel(DType::Q4_K, 640, 7, t), DotKernel::kRepackGemm);
+  for (int t = 4; t < 7; ++t) EXPECT_EQ(dot_kernel(DType::Q4_K, 640, 7, t), DotKernel::kRepackGemv);
+  EXPECT_EQ(dot_kernel(DType::Q4_K, 640, 1, 0), DotKernel::kRepackGemv);
+  EXPECT_EQ(dot_kernel(DType::Q4_K, 640, 512, 511), DotKernel::kRepackGemm);
+  // Otherwise K-quants take the tiled kernel from 8 tokens on.
+  EXPECT_EQ(dot_kernel(DType::Q4_K, 644, 8, 0), DotKernel::kTiled);
+  EXPECT_EQ(dot_kernel(DType::Q4_K, 644, 7, 0), DotKernel::kVecDot);
+  EXPECT_EQ(dot_kernel(DType::Q6_K, 640, 8, 7), DotKernel::kTiled);
+  EXPECT_EQ(dot_kernel(DType::Q6_K, 640, 7, 0), DotKernel::kVecDot);
+  EXPECT_EQ(dot_kernel(DType::Q5_K, 640, 9, 0), DotKernel::kTiled);
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::F32, DType::F16})
+    EXPECT_EQ(dot_kernel(t, 640, 512, 3), DotKernel::kVecDot) << dtype_name(t);
 }
 
 // Throughput of the weight stream (GB/s of weight bytes) at n = 4096, optimized vs reference.

@@ -1,7 +1,6 @@
 // export_hf_tokenizer: the exported tokenizer.json / tokenizer.model must load back through
 // the HF loaders and give the same ids and special tokens as the GGUF tokenizer.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <sstream>
@@ -12,6 +11,7 @@
 #include "models/tokenizers/hf_tokenizer.h"
 #include "models/tokenizers/tokenizer.h"
 #include "models/tokenizers/tokenizer_export.h"
+#include "tests/support/temp_dir.h"
 #include "tests/unit/tokenizers/vocab_cases.h"
 
 namespace kvs {
@@ -19,20 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string make_temp_dir() {
-  std::string tmpl = (fs::temp_directory_path() / "kvs_tok_export_XXXXXX").string();
-  const char* d = mkdtemp(tmpl.data());
-  if (d == nullptr) throw std::runtime_error("mkdtemp failed");
-  return d;
-}
-
-struct TempDir {
-  std::string path = make_temp_dir();
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test::TempDir;
 
 // Texts every tokenizer pair must agree on: the llama.cpp vectors, special-token text and a
 // slice of real prose.
@@ -89,12 +76,12 @@ void check_round_trip(const std::string& gguf, const char* expect_file) {
   const auto ws = open_weights(gguf);
   const auto tok = load_tokenizer(*ws);
   TempDir dir;
-  export_hf_tokenizer(*ws, dir.path);
-  EXPECT_TRUE(fs::exists(fs::path(dir.path) / expect_file));
-  EXPECT_TRUE(fs::exists(fs::path(dir.path) / "tokenizer_config.json"));
-  for (const auto& e : fs::directory_iterator(dir.path))
+  export_hf_tokenizer(*ws, dir.path());
+  EXPECT_TRUE(fs::exists(dir / expect_file));
+  EXPECT_TRUE(fs::exists(dir / "tokenizer_config.json"));
+  for (const auto& e : fs::directory_iterator(dir.path()))
     EXPECT_NE(e.path().filename().string()[0], '.') << "temporary file left: " << e.path();
-  const auto hf = load_hf_tokenizer(dir.path, MetaMap(dir.path));
+  const auto hf = load_hf_tokenizer(dir.path(), MetaMap(dir.path()));
   EXPECT_EQ(hf->kind(), std::string(tok->kind() == "spm" ? "sentencepiece" : "bpe"));
   expect_same_tokenizer(*tok, *hf, gguf);
   // The llama.cpp vectors of this vocab, when it has them, through the exported files.
@@ -137,7 +124,7 @@ TEST(ExportTokenizer, RejectsUnsupportedVocab) {
   KVS_REQUIRE_FILE(path);
   const auto ws = open_weights(path);
   TempDir dir;
-  EXPECT_THROW(export_hf_tokenizer(*ws, dir.path), Error);
+  EXPECT_THROW(export_hf_tokenizer(*ws, dir.path()), Error);
 }
 
 }  // namespace

@@ -1,10 +1,8 @@
 // HF directories: tokenizer.json (both merge spellings, added tokens, pre-tokenizer
 // detection), tokenizer_config.json, tokenizer.model through the SentencePiece library.
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
-#include <fstream>
 
 #include "kernels/core/error.h"
 #include "models/formats/metadata.h"
@@ -12,6 +10,7 @@
 #include "models/tokenizers/bpe_tokenizer.h"
 #include "models/tokenizers/hf_tokenizer.h"
 #include "models/tokenizers/sp_model_proto.h"
+#include "tests/support/temp_dir.h"
 #include "tests/unit/tokenizers/vocab_cases.h"
 
 namespace kvs {
@@ -19,20 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "kvs_tok_hf_XXXXXX").string();
-    path = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  void write(const std::string& name, const std::string& text) const {
-    std::ofstream(fs::path(path) / name, std::ios::binary) << text;
-  }
-};
+using test::TempDir;
 
 // "Ġ" is GPT-2's space. merges: a+b, then Ġ+ab.
 std::string tiny_tokenizer_json(const std::string& merges, const std::string& pre) {
@@ -50,7 +36,7 @@ constexpr const char* kByteLevel =
     R"({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true})";
 
 std::unique_ptr<Tokenizer> load_dir(const TempDir& d) {
-  return load_hf_tokenizer(d.path, MetaMap(d.path));
+  return load_hf_tokenizer(d.path(), MetaMap(d.path()));
 }
 
 TEST(HfTokenizerJson, StringAndArrayMergesAgree) {
@@ -137,7 +123,7 @@ TEST(HfSentencePiece, TokenizerModelMatchesGguf) {
   KVS_REQUIRE_FILE(model);
   KVS_REQUIRE_FILE(KVS_STORIES);
   TempDir d;
-  fs::copy_file(model, fs::path(d.path) / "tokenizer.model");
+  fs::copy_file(model, d / "tokenizer.model");
   const auto sp = load_dir(d);
   EXPECT_EQ(sp->kind(), "sentencepiece");
   EXPECT_EQ(sp->n_vocab(), 512);

@@ -1,0 +1,46 @@
+// knorm: keys with a low L2 norm attract attention, so the score is -||k||_2.
+#include <cmath>
+#include <limits>
+
+#include "cache/policy.h"
+
+namespace kvs {
+namespace {
+
+class KNorm final : public CachePolicy {
+ public:
+  explicit KNorm(int skip_layers) : skip_layers_(skip_layers) {}
+  std::string_view name() const override { return "knorm"; }
+  PolicyNeeds needs() const override {
+    PolicyNeeds n;
+    n.keys = true;
+    return n;
+  }
+  void score(const HeadScoreInput& in, std::span<float> out) const override {
+    if (in.layer < skip_layers_) {
+      // The paper keeps the first layers whole: their key norms do not predict attention.
+      for (float& s : out) s = std::numeric_limits<float>::max();
+      return;
+    }
+    for (int32_t i = 0; i < in.len; ++i) {
+      const float* k = in.keys + static_cast<size_t>(i) * in.head_dim_k;
+      double ss = 0.0;
+      for (int d = 0; d < in.head_dim_k; ++d) ss += static_cast<double>(k[d]) * k[d];
+      out[i] = -static_cast<float>(std::sqrt(ss));
+    }
+  }
+
+ private:
+  int skip_layers_;
+};
+
+KVS_REGISTER_POLICY(knorm, "knorm", "L2 norm of keys: keep low-norm keys (score -||k||)",
+                    [](const nlohmann::json& p,
+                       const std::string& where) -> std::unique_ptr<CachePolicy> {
+                      check_params(p, {"skip_layers"}, where);
+                      return std::make_unique<KNorm>(
+                          static_cast<int>(param_number(p, "skip_layers", 0, 0, 4096, where)));
+                    });
+
+}  // namespace
+}  // namespace kvs
