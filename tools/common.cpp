@@ -51,6 +51,8 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                  "Context size in tokens (default: min(training context, 4096))");
   app.add_option("-b,--batch-size", o.batch, "Prefill chunk size in tokens")->capture_default_str();
   app.add_option("--attention", o.attention, "Attention backend")->capture_default_str();
+  app.add_option("--cache", o.cache,
+                 "KV cache plan: a JSON file or a shipped plan name (configs/cache/NAME.json)");
 }
 
 void add_sampling_options(CLI::App& app, SamplingOptions& o) {
@@ -79,6 +81,7 @@ SessionOptions session_options(const ModelOptions& o) {
   SessionOptions so;
   so.n_ctx = o.ctx;
   so.n_batch = o.batch;
+  if (!o.cache.empty()) so.plan = std::make_shared<CachePlan>(load_cache_plan(o.cache));
   return so;
 }
 

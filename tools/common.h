@@ -17,6 +17,7 @@ struct ModelOptions {
   int ctx = 0;
   int batch = 256;
   std::string attention = "reference";
+  std::string cache;  // cache plan: a JSON file or a shipped plan name (configs/cache)
 };
 
 struct SamplingOptions {
