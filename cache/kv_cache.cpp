@@ -67,8 +67,12 @@ void KVCache::reallocate(int layer, Head& h, int32_t new_cap) {
 }
 
 void KVCache::reserve(int layer, Head& h, int32_t need) {
-  KVS_CHECK(need <= max_len_[layer], "KV cache head overflow: " + std::to_string(need) + " > " +
-                                         std::to_string(max_len_[layer]));
+  // Reachable from user input (a plan that does not bound the cache, or a small -c).
+  if (need > max_len_[layer])
+    throw Error("the KV cache of layer " + std::to_string(layer) + " would need " +
+                std::to_string(need) + " slots per head, more than the context of " +
+                std::to_string(max_len_[layer]) +
+                " (raise --ctx-size or use a cache plan that compresses sooner)");
   if (need <= h.cap) return;
   // Geometric growth keeps appends amortized O(1); never beyond the layer's bound.
   const int64_t grown = std::max<int64_t>(need, static_cast<int64_t>(h.cap) + h.cap / 2 + 16);

@@ -93,7 +93,7 @@ GenerateStats generate(Session& session, std::span<const int32_t> prompt,
       st.stop_reason = "length";
       break;
     }
-    if (session.n_past() >= session.n_ctx()) {
+    if (!session.can_continue()) {
       st.stop_reason = "context";
       break;
     }

@@ -40,6 +40,7 @@ Session::Session(const Engine& engine, const SessionOptions& opts) : engine_(eng
   if (opts.n_batch <= 0)
     throw Error("--batch-size must be positive, got " + std::to_string(opts.n_batch));
   n_batch_ = std::min(opts.n_batch, n_ctx_);
+  on_queries_ = opts.on_queries;
 
   std::vector<int32_t> max_len(c.n_layer);
   for (int il = 0; il < c.n_layer; ++il) {
@@ -87,6 +88,10 @@ size_t Session::full_cache_bytes(int64_t n_tokens) const {
   return bytes;
 }
 
+bool Session::can_continue() const {
+  return (manager_ && manager_->cache_positions()) || n_past_ < n_ctx_;
+}
+
 void Session::reset() {
   cache_->clear();
   n_past_ = 0;
@@ -122,7 +127,10 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, int64_t n_logi
                                  const ProgressFn& progress) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) throw Error("nothing to evaluate: the token list is empty");
-  if (n_past_ + n > n_ctx_)
+  // With "positions": "cache" positions never exceed the cache length, so a bounded cache
+  // can stream past the context; the cache itself refuses to outgrow it.
+  const bool streams = manager_ && manager_->cache_positions();
+  if (!streams && n_past_ + n > n_ctx_)
     throw Error("the prompt needs " + std::to_string(n_past_ + n) +
                 " tokens but the context holds " + std::to_string(n_ctx_) +
                 " (raise --ctx-size or use a cache plan)");
@@ -166,6 +174,7 @@ void Session::attend(int layer, const ops::RopeParams& rope, float* q, float* k,
     const KVView view = cache_->view(layer);
     engine_.attention().attend(shape, q, batch_pos_.data(), T, view, out, engine_.pool());
     if (manager_) manager_->after_attention(layer, q, batch_pos_.data(), T);
+    if (on_queries_) on_queries_(layer, q, batch_pos_.data(), T);
   } else {
     // Keys are stored before RoPE and rotated by slot index now, so positions never exceed
     // the cache length (StreamingLLM). Heads hold different numbers of slots: each head's
@@ -198,6 +207,7 @@ void Session::attend(int layer, const ops::RopeParams& rope, float* q, float* k,
     ops::rope(q, T, c.n_head, c.head_dim_k, qpos.data(), rope);
     engine_.attention().attend(shape, q, qpos.data(), T, view, out, engine_.pool());
     if (manager_) manager_->after_attention(layer, q, qpos.data(), T);
+    if (on_queries_) on_queries_(layer, q, qpos.data(), T);
   }
   if (c.is_swa(layer)) {
     // The next query is at last+1 and sees keys with pos > last + 1 - window.

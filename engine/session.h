@@ -19,6 +19,9 @@ struct SessionOptions {
   int n_ctx = 0;                          // 0: min(training context, 4096)
   int n_batch = 256;                      // prefill chunk size
   std::shared_ptr<const CachePlan> plan;  // null: keep every token (no cache manager)
+  // Observer of each layer's queries right after attention, rotated as attention saw them:
+  // q [T][n_head][head_dim_k], pos [T] (kvsieve calibrate-qfilter collects them).
+  std::function<void(int layer, const float* q, const int32_t* pos, int64_t T)> on_queries;
 };
 
 // Called after each prefill chunk with (tokens done, tokens total).
@@ -34,6 +37,8 @@ class Session final : private AttentionContext {
                           const ProgressFn& progress = {});
 
   int n_ctx() const { return n_ctx_; }
+  // False when no further token fits: the context is full and the cache cannot stream past it.
+  bool can_continue() const;
   int64_t n_past() const { return n_past_; }
   const std::vector<int32_t>& history() const { return history_; }
   const KVCache& cache() const { return *cache_; }
@@ -61,6 +66,7 @@ class Session final : private AttentionContext {
                                    // positions of the batch being evaluated
   std::unique_ptr<CacheManager> manager_;
   std::unique_ptr<KVCache> cache_;
+  std::function<void(int, const float*, const int32_t*, int64_t)> on_queries_;  // may be empty
   std::vector<float> roped_k_;     // [len][hd_k] keys rotated at attention time (positions: cache)
   std::vector<int32_t> slot_pos_;  // [n_kv][len] positions the cache mode attends with
   ForwardScratch scratch_;
