@@ -21,7 +21,7 @@ TEST(PerplexityCli, ChunkedAndStreamedPastTheContext) {
   ASSERT_EQ(r.code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["n_chunks"], 4);
-  EXPECT_EQ(j["n_scored"], 4 * 127);  // the second half of each 256-token chunk, minus the last token
+  EXPECT_EQ(j["n_scored"], 4 * 128);  // predictions of the second half of each 256-token chunk
   const double chunked = j["perplexity"];
   EXPECT_GT(chunked, 1.0);
   EXPECT_LT(chunked, 512.0);  // better than uniform over the vocabulary
@@ -46,10 +46,10 @@ TEST(PerplexityCli, BadInputs) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("/nonexistent/text.txt"), std::string::npos) << r.err;
   test::TempDir dir;
-  dir.write("short.txt", "Once upon a time");
-  r = run_cli({"perplexity", "-m", KVS_STORIES, "-f", dir / "short.txt", "-c", "256"});
+  dir.write("empty.txt", "");
+  r = run_cli({"perplexity", "-m", KVS_STORIES, "-f", dir / "empty.txt", "-c", "256"});
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("shorter than one context"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("at least 2 tokens"), std::string::npos) << r.err;
   EXPECT_EQ(run_cli({"perplexity", "-m", KVS_STORIES}).code, 2);  // no -f
 }
 
