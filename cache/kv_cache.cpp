@@ -66,7 +66,7 @@ void KVCache::reallocate(int layer, Head& h, int32_t new_cap) {
   h.cap = new_cap;
 }
 
-void KVCache::reserve(int layer, Head& h, int32_t need) {
+void KVCache::reserve(int layer, Head& h, int32_t need, bool exact) {
   // Reachable from user input (a plan that does not bound the cache, or a small -c).
   if (need > max_len_[layer])
     throw Error("the KV cache of layer " + std::to_string(layer) + " would need " +
@@ -74,8 +74,10 @@ void KVCache::reserve(int layer, Head& h, int32_t need) {
                 std::to_string(max_len_[layer]) +
                 " (raise --ctx-size or use a cache plan that compresses sooner)");
   if (need <= h.cap) return;
-  // Geometric growth keeps appends amortized O(1); never beyond the layer's bound.
-  const int64_t grown = std::max<int64_t>(need, static_cast<int64_t>(h.cap) + h.cap / 2 + 16);
+  // Single-token appends grow geometrically (amortized O(1)); a batch knows its size and
+  // grows exactly, so chunked prefill never holds more than budget + margin + chunk.
+  const int64_t grown =
+      exact ? need : std::max<int64_t>(need, static_cast<int64_t>(h.cap) + h.cap / 2 + 16);
   reallocate(layer, h, static_cast<int32_t>(std::min<int64_t>(grown, max_len_[layer])));
 }
 
@@ -92,7 +94,7 @@ void KVCache::append(int layer, const float* k, const float* v, const int32_t* p
   const size_t kb = row_bytes(kt, dk), vb = row_bytes(vt, dv);
   for (int h = 0; h < nkv; ++h) {
     Head& hd = head_at(layer, h);
-    reserve(layer, hd, hd.len + static_cast<int32_t>(T));
+    reserve(layer, hd, hd.len + static_cast<int32_t>(T), T > 1);
     for (int64_t t = 0; t < T; ++t) {
       quantize_row(kt, k + (t * nkv + h) * dk, hd.k.as<uint8_t>() + (hd.len + t) * kb, dk);
       quantize_row(vt, v + (t * nkv + h) * dv, hd.v.as<uint8_t>() + (hd.len + t) * vb, dv);
@@ -105,7 +107,7 @@ void KVCache::append(int layer, const float* k, const float* v, const int32_t* p
 
 void KVCache::append_slot(int layer, int head, const float* k, const float* v, int32_t pos) {
   Head& hd = head_at(layer, head);
-  reserve(layer, hd, hd.len + 1);
+  reserve(layer, hd, hd.len + 1, false);
   const DType kt = shape_.k_dtype[layer], vt = shape_.v_dtype[layer];
   quantize_row(kt, k, hd.k.as<uint8_t>() + hd.len * row_bytes(kt, shape_.head_dim_k),
                shape_.head_dim_k);

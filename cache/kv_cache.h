@@ -86,7 +86,7 @@ class KVCache {
     return heads_[static_cast<size_t>(layer) * shape_.n_head_kv + head];
   }
   void reallocate(int layer, Head& h, int32_t new_cap);
-  void reserve(int layer, Head& h, int32_t need);
+  void reserve(int layer, Head& h, int32_t need, bool exact);
 
   KVCacheShape shape_;
   std::vector<int32_t> max_len_;  // [n_layer]

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <unordered_map>
 
 #include "cache/head_profile.h"
 #include "kernels/core/error.h"
@@ -13,19 +14,29 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 
 // Budgets of one layer's heads under the plan's allocator (before protection is applied).
+// n_cached: the layer's current head length (the pyramid shape depends on it).
 std::vector<int64_t> layer_budgets(const CachePlan& plan, const ResolvedPlan& rp, int layer,
-                                   int n_layer, int64_t n_seen) {
+                                   int n_layer, int64_t n_seen, int64_t n_cached) {
   std::vector<int64_t> b(rp.n_head_kv);
   for (int h = 0; h < rp.n_head_kv; ++h) b[h] = rp.at(layer, h).budget.tokens(n_seen);
   if (plan.allocator == "pyramid" && n_layer > 1) {
-    // PyramidKV: with average budget B and protected window w, layer l of L gets
-    // max - l (max - min) / (L - 1) + w, min = (B - w) / beta, max = 2 (B - w) - min.
+    // PyramidKV as kvpress computes it (KVCache-Factory's formula): for an average budget B
+    // and window w, min = B / beta, max = 2B - min, clamped to the cache (max <= n - w, then
+    // min = 2B - max); layer l keeps round(max - l (max - min) / (L - 1)), or B when the
+    // clamped shape is degenerate. round() is to nearest even, as Python's.
     const double beta = plan.allocator_params.value("beta", 20.0);
     for (int h = 0; h < rp.n_head_kv; ++h) {
       const double w = rp.at(layer, h).recent;
-      const double avg = std::max(0.0, static_cast<double>(b[h]) - w);
-      const double mn = avg / beta, mx = 2.0 * avg - mn;
-      b[h] = static_cast<int64_t>(std::llround(mx - layer * (mx - mn) / (n_layer - 1) + w));
+      const double B = static_cast<double>(b[h]);
+      const double n = static_cast<double>(n_cached);
+      double mn = B / beta, mx = 2.0 * B - mn;
+      if (mx >= n - w) {
+        mx = n - w;
+        mn = 2.0 * B - mx;
+      }
+      if (!(n >= mx && mx >= mn && mn >= w)) continue;  // keep the uniform budget
+      const double step = (mx - mn) / (n_layer - 1);
+      b[h] = static_cast<int64_t>(std::nearbyint(mx - layer * step));
     }
   }
   return b;
@@ -72,6 +83,9 @@ CacheManager::CacheManager(const CachePlan& plan, const CacheModelInfo& info)
       info_(info),
       resolved_(resolve_cache_plan(plan, info.n_layer, info.n_head_kv, info.head_dim_k,
                                    info.head_dim_v)) {
+  KVS_CHECK(static_cast<int>(info.layer_is_swa.size()) == info.n_layer,
+            "CacheModelInfo.layer_is_swa size");
+  KVS_CHECK(info.n_head_kv > 0 && info.n_head % info.n_head_kv == 0, "CacheModelInfo head counts");
   if (!plan_.head_profile.empty()) {
     const HeadProfile prof = load_head_profile(plan_.head_profile);
     if (prof.n_layer != info.n_layer || prof.n_head_kv != info.n_head_kv)
@@ -89,6 +103,25 @@ CacheManager::CacheManager(const CachePlan& plan, const CacheModelInfo& info)
         resolved_.heads[i].params = nlohmann::json::object();
       }
   }
+  if (!plan_.calibration.empty()) {
+    // Per-head vectors computed offline (qfilter): the file must match the model exactly.
+    const Calibration cal = load_calibration(plan_.calibration);
+    if (cal.n_layer != info.n_layer || cal.n_head_kv != info.n_head_kv ||
+        cal.head_dim != info.head_dim_k)
+      throw Error(plan_.calibration + ": calibration is " + std::to_string(cal.n_layer) +
+                  " layers x " + std::to_string(cal.n_head_kv) + " KV heads x " +
+                  std::to_string(cal.head_dim) + " dims but the model has " +
+                  std::to_string(info.n_layer) + " x " + std::to_string(info.n_head_kv) + " x " +
+                  std::to_string(info.head_dim_k) + " (plan key 'calibration' in " + plan_.source +
+                  ")");
+    calibration_.resize(static_cast<size_t>(info.n_layer) * info.n_head_kv);
+    for (int l = 0; l < info.n_layer; ++l)
+      for (int h = 0; h < info.n_head_kv; ++h)
+        calibration_[static_cast<size_t>(l) * info.n_head_kv + h].assign(
+            cal.at(l, h), cal.at(l, h) + cal.head_dim);
+  }
+  comp_slot_.assign(resolved_.heads.size(), -1);
+  comp_weight_.assign(resolved_.heads.size(), 0.0);
   policies_.reserve(resolved_.heads.size());
   window_.assign(info.n_layer, 0);
   queries_.resize(info.n_layer);
@@ -99,15 +132,20 @@ CacheManager::CacheManager(const CachePlan& plan, const CacheModelInfo& info)
           plan_.source + ": layer " + std::to_string(l) + " head " + std::to_string(h) + " params";
       policies_.push_back(find_policy(hp.policy, plan_.source).make(hp.params, where));
       const PolicyNeeds n = policies_.back()->needs();
-      int w = n.attn_window;
+      int w = std::max(n.attn_window, n.queries);
       if (n.attn_last_row) w = std::max(w, 1);
       window_[l] = std::max(window_[l], w);
       if (plan_.cache_positions && w > 0)
         throw Error(plan_.source + ": policy '" + hp.policy +
                     "' scores with query windows, which needs \"positions\": \"original\"");
-      if (n.calibration)
+      if (n.calibration && calibration_.empty())
         throw Error(plan_.source + ": policy '" + hp.policy +
-                    "' needs calibration data, which this plan does not provide");
+                    "' needs calibration data: set the plan key 'calibration' to a file made by "
+                    "kvsieve calibrate-qfilter");
+      if (n.head_profile && plan_.head_profile.empty())
+        throw Error(plan_.source + ": policy '" + hp.policy +
+                    "' scores the non-retrieval heads of a head profile: set the plan key "
+                    "'head_profile' to a TSV file");
     }
     queries_[l].q.resize(static_cast<size_t>(window_[l]) * info.n_head * info.head_dim_k);
     queries_[l].pos.resize(window_[l]);
@@ -136,6 +174,8 @@ void CacheManager::attach(KVCache& cache) {
 
 void CacheManager::reset() {
   for (auto& r : queries_) r.count = 0;
+  std::fill(comp_slot_.begin(), comp_slot_.end(), -1);
+  std::fill(comp_weight_.begin(), comp_weight_.end(), 0.0);
   decode_steps_ = 0;
 }
 
@@ -143,7 +183,8 @@ void CacheManager::before_append(KVCache& cache, int layer, int64_t T, int64_t n
   const bool overflow_mode =
       plan_.when == CompressWhen::Overflow || (plan_.when == CompressWhen::Chunk && T == 1);
   if (!overflow_mode || info_.layer_is_swa[layer]) return;
-  const auto budgets = layer_budgets(plan_, resolved_, layer, info_.n_layer, n_seen);
+  const auto budgets =
+      layer_budgets(plan_, resolved_, layer, info_.n_layer, n_seen, cache.len(layer, 0));
   for (int h = 0; h < info_.n_head_kv; ++h) {
     if (policies_[static_cast<size_t>(layer) * info_.n_head_kv + h]->keeps_everything()) continue;
     if (cache.len(layer, h) + T > budgets[h] + plan_.margin) {
@@ -202,7 +243,36 @@ void CacheManager::compress(KVCache& cache, int64_t n_seen) {
 void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
   const int nkv = info_.n_head_kv;
   const int group = info_.n_head / nkv;
-  std::vector<int64_t> budgets = layer_budgets(plan_, resolved_, layer, info_.n_layer, n_seen);
+  std::vector<int64_t> budgets =
+      layer_budgets(plan_, resolved_, layer, info_.n_layer, n_seen, cache.len(layer, 0));
+  // TOVA scores with the newest query's attention averaged over every query head of the
+  // layer: a pre-pass computes each KV head's group mean, then the layer mean by position.
+  std::unordered_map<int32_t, std::pair<double, int>> layer_last;
+  {
+    const QueryRing& r = queries_[layer];
+    bool wanted = false;
+    for (int h = 0; h < nkv; ++h)
+      wanted = wanted || policies_[static_cast<size_t>(layer) * nkv + h]->needs().attn_last_row;
+    if (wanted && r.count > 0) {
+      const size_t qsz = static_cast<size_t>(info_.n_head) * info_.head_dim_k;
+      const size_t slot = static_cast<size_t>((r.count - 1) % window_[layer]);
+      std::vector<float> k, row;
+      for (int h = 0; h < nkv; ++h) {
+        const int32_t len = cache.len(layer, h);
+        k.resize(static_cast<size_t>(len) * info_.head_dim_k);
+        row.resize(len);
+        cache.read_k(layer, h, k.data());
+        window_attention(r.q.data() + slot * qsz, &r.pos[slot], 1, info_.n_head, group, h,
+                         info_.head_dim_k, info_.kq_scale, k.data(), cache.positions(layer, h), len,
+                         row.data());
+        for (int32_t i = 0; i < len; ++i) {
+          auto& e = layer_last[cache.positions(layer, h)[i]];
+          e.first += row[i];
+          ++e.second;
+        }
+      }
+    }
+  }
   std::vector<std::vector<float>> scores(nkv);
   std::vector<int32_t> n_protected(nkv, 0);
   std::vector<bool> active(nkv, false);
@@ -229,6 +299,10 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
     in.len = len;
     in.pos = cache.positions(layer, h);
     in.n_seen = n_seen;
+    in.sinks = std::min(hp.sinks, len);
+    in.kq_scale = info_.kq_scale;
+    if (!calibration_.empty())
+      in.calibration = calibration_[static_cast<size_t>(layer) * nkv + h].data();
     in.seed =
         plan_.seed * 1000003u + static_cast<uint64_t>(layer) * 1009u + static_cast<uint64_t>(h);
     const bool want_keys = needs.keys || needs.attn_window > 0 || needs.attn_last_row;
@@ -243,7 +317,7 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
       in.values = values.data();
     }
     if (needs.attn_accumulated) in.attn_acc = cache.scores(layer, h);
-    std::vector<float> last;
+    std::vector<float> last, layer_row;
     if (needs.attn_window > 0 && n_q > 0) {
       // The ring holds the last n_q queries; use the newest min(w, n_q) of them.
       const int64_t use = std::min<int64_t>(needs.attn_window, n_q);
@@ -260,6 +334,23 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
                        info_.kq_scale, keys.data(), in.pos, len, win.data());
       in.attn_window = win.data();
     }
+    std::vector<float> qgroup;
+    std::vector<int32_t> qgroup_pos;
+    if (needs.queries > 0 && n_q > 0) {
+      // The group's query heads of the newest min(queries, n_q) stored queries, oldest first.
+      const int64_t use = std::min<int64_t>(needs.queries, n_q);
+      const size_t qsz = static_cast<size_t>(info_.n_head) * info_.head_dim_k;
+      const size_t gsz = static_cast<size_t>(group) * info_.head_dim_k;
+      for (int64_t i = ring.count - use; i < ring.count; ++i) {
+        const size_t slot = static_cast<size_t>(i % window_[layer]);
+        const auto first = ring.q.begin() + slot * qsz + static_cast<size_t>(h) * gsz;
+        qgroup.insert(qgroup.end(), first, first + gsz);
+        qgroup_pos.push_back(ring.pos[slot]);
+      }
+      in.queries = qgroup.data();
+      in.query_pos = qgroup_pos.data();
+      in.n_queries = use;
+    }
     if (needs.attn_last_row && n_q > 0) {
       const size_t qsz = static_cast<size_t>(info_.n_head) * info_.head_dim_k;
       const size_t slot = static_cast<size_t>((ring.count - 1) % window_[layer]);
@@ -267,6 +358,14 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
       window_attention(ring.q.data() + slot * qsz, &ring.pos[slot], 1, info_.n_head, group, h,
                        info_.head_dim_k, info_.kq_scale, keys.data(), in.pos, len, last.data());
       in.attn_last = last.data();
+      layer_row.resize(len);
+      for (int32_t i = 0; i < len; ++i) {
+        const auto it = layer_last.find(in.pos[i]);
+        layer_row[i] = it == layer_last.end()
+                           ? 0.0f
+                           : static_cast<float>(it->second.first / it->second.second);
+      }
+      in.attn_last_layer = layer_row.data();
     }
     scores[h].resize(len);
     pol.score(in, scores[h]);
@@ -280,7 +379,10 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
     const int32_t len = cache.len(layer, h);
     const int32_t sinks = std::min(hp.sinks, len);
     const int32_t recent_from = std::max(sinks, len - hp.recent);
-    for (int32_t s = sinks; s < recent_from; ++s) order[h].push_back(s);
+    // A compensation slot is never a candidate: it is folded into the next one instead.
+    const int32_t comp = comp_slot_[static_cast<size_t>(layer) * nkv + h];
+    for (int32_t s = sinks; s < recent_from; ++s)
+      if (s != comp) order[h].push_back(s);
     const auto& sc = scores[h];
     std::stable_sort(order[h].begin(), order[h].end(),
                      [&](int32_t a, int32_t b) { return sc[a] > sc[b]; });
@@ -324,6 +426,24 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
     if (!active[h]) continue;
     const HeadPlan& hp = resolved_.at(layer, h);
     const int32_t len = cache.len(layer, h);
+    if (policies_[static_cast<size_t>(layer) * nkv + h]->compensates()) {
+      // The new compensation slot takes one slot of the budget.
+      if (take[h] > 0 && take[h] + n_protected[h] + 1 > budgets[h]) --take[h];
+      const int32_t comp = comp_slot_[static_cast<size_t>(layer) * nkv + h];
+      const int32_t sinks = std::min(hp.sinks, len);
+      const int32_t recent_from = std::max(sinks, len - hp.recent);
+      std::vector<int32_t> keep;
+      for (int32_t s = 0; s < sinks; ++s)
+        if (s != comp) keep.push_back(s);
+      keep.insert(keep.end(), order[h].begin(), order[h].begin() + take[h]);
+      for (int32_t s = recent_from; s < len; ++s)
+        if (s != comp) keep.push_back(s);
+      // Nothing but the old compensation slot would go: leave the head as it is.
+      if (static_cast<int32_t>(keep.size()) + (comp >= 0 ? 1 : 0) >= len) continue;
+      std::sort(keep.begin(), keep.end());
+      compact_compensated(cache, layer, h, std::move(keep));
+      continue;
+    }
     if (take[h] + n_protected[h] >= len) continue;
     const int32_t sinks = std::min(hp.sinks, len);
     const int32_t recent_from = std::max(sinks, len - hp.recent);
@@ -335,6 +455,68 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
     std::sort(keep.begin(), keep.end());
     cache.keep_slots(layer, h, keep, plan_.margin);
   }
+}
+
+// RazorAttention's compensation token. Evicted slots of a compensating head are replaced by one
+// slot holding the mean of their K and V, each weighted by the tokens it stands for (1 for a
+// plain slot, its weight for the previous compensation slot), so repeated evictions keep the
+// exact mean of every token ever dropped. Its position is the newest dropped position: that
+// keeps the slots in position order (the first slots stay the sinks; the dropped tokens lie
+// between the kept ones before and after) and the causal mask lets every later query see it.
+// KVCache can only append, so the slots after the insertion point are re-appended behind it
+// (with quantized storage they are re-quantized from their dequantized values, which q8_0 and
+// q4_0 reproduce up to rounding); their accumulated attention is carried over.
+void CacheManager::compact_compensated(KVCache& cache, int layer, int head,
+                                       std::vector<int32_t> keep) {
+  const size_t idx = static_cast<size_t>(layer) * info_.n_head_kv + head;
+  const int dk = info_.head_dim_k, dv = info_.head_dim_v;
+  const int32_t len = cache.len(layer, head);
+  std::vector<float> k(static_cast<size_t>(len) * dk), v(static_cast<size_t>(len) * dv);
+  cache.read_k(layer, head, k.data());
+  cache.read_v(layer, head, v.data());
+  const std::vector<int32_t> pos(cache.positions(layer, head), cache.positions(layer, head) + len);
+  const bool has_scores = cache.has_scores(layer);
+  std::vector<float> score;
+  if (has_scores) score.assign(cache.scores(layer, head), cache.scores(layer, head) + len);
+
+  std::vector<bool> kept(len, false);
+  for (int32_t s : keep) kept[s] = true;
+  std::vector<double> mk(dk, 0.0), mv(dv, 0.0);
+  double weight = 0.0, mass = 0.0;
+  int32_t comp_pos = -1;
+  for (int32_t s = 0; s < len; ++s) {
+    if (kept[s]) continue;
+    const double w = s == comp_slot_[idx] ? comp_weight_[idx] : 1.0;
+    for (int d = 0; d < dk; ++d) mk[d] += w * k[static_cast<size_t>(s) * dk + d];
+    for (int d = 0; d < dv; ++d) mv[d] += w * v[static_cast<size_t>(s) * dv + d];
+    weight += w;
+    if (has_scores) mass += score[s];
+    comp_pos = std::max(comp_pos, pos[s]);
+  }
+  KVS_CHECK(weight > 0.0, "compensation without evicted slots");
+  std::vector<float> ck(dk), cv(dv);
+  for (int d = 0; d < dk; ++d) ck[d] = static_cast<float>(mk[d] / weight);
+  for (int d = 0; d < dv; ++d) cv[d] = static_cast<float>(mv[d] / weight);
+
+  // Insert after every kept slot at or before comp_pos.
+  const size_t at =
+      static_cast<size_t>(std::upper_bound(keep.begin(), keep.end(), comp_pos,
+                                           [&](int32_t p, int32_t s) { return p < pos[s]; }) -
+                          keep.begin());
+  const std::vector<int32_t> front(keep.begin(), keep.begin() + static_cast<std::ptrdiff_t>(at));
+  const int32_t tail = static_cast<int32_t>(keep.size() - at);
+  cache.keep_slots(layer, head, front, plan_.margin + 1 + tail);  // room for what follows
+  cache.append_slot(layer, head, ck.data(), cv.data(), comp_pos);
+  for (size_t i = at; i < keep.size(); ++i)
+    cache.append_slot(layer, head, k.data() + static_cast<size_t>(keep[i]) * dk,
+                      v.data() + static_cast<size_t>(keep[i]) * dv, pos[keep[i]]);
+  if (has_scores) {
+    float* sc = cache.scores(layer, head);
+    sc[at] = static_cast<float>(mass);
+    for (size_t i = at; i < keep.size(); ++i) sc[i + 1] = score[keep[i]];
+  }
+  comp_slot_[idx] = static_cast<int32_t>(at);
+  comp_weight_[idx] = weight;
 }
 
 }  // namespace kvs

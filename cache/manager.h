@@ -40,9 +40,6 @@ class CacheManager {
   const ResolvedPlan& resolved() const { return resolved_; }
   // Storage layout the engine must create the KVCache with.
   KVCacheShape cache_shape() const;
-  // Upper bound of slots per head of each layer (the context, or less when a plan's token
-  // budget bounds it and compression happens before the cache could outgrow it).
-  std::vector<int32_t> max_len() const;
   bool cache_positions() const { return plan_.cache_positions; }
   // Call once after creating the cache (enables score accumulation where policies need it).
   void attach(KVCache& cache);
@@ -63,6 +60,9 @@ class CacheManager {
 
  private:
   void compress_layer(KVCache& cache, int layer, int64_t n_seen);
+  // Evicts the slots of one compensating head not in `keep` and folds them into its
+  // compensation slot.
+  void compact_compensated(KVCache& cache, int layer, int head, std::vector<int32_t> keep);
 
   CachePlan plan_;
   CacheModelInfo info_;
@@ -76,6 +76,10 @@ class CacheManager {
   };
   std::vector<QueryRing> queries_;               // [n_layer]
   std::vector<std::vector<float>> calibration_;  // [n_layer * n_head_kv][head_dim_k], may be empty
+  // Compensation slots (policies that compensates()): per (layer, KV head) the slot index of the
+  // head's compensation token (-1: none) and how many evicted tokens it stands for.
+  std::vector<int32_t> comp_slot_;
+  std::vector<double> comp_weight_;
   int64_t decode_steps_ = 0;
   CacheStats stats_;
 };

@@ -1,6 +1,7 @@
 #include "cache/plan.h"
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -21,6 +22,9 @@ using json = nlohmann::json;
 Budget parse_budget(const json& v, const std::string& source, const std::string& key) {
   if (!v.is_number()) fail(source, key, "must be a number (a fraction in (0, 1] or a token count)");
   Budget b;
+  if (!std::isfinite(v.get<double>()) || v.get<double>() > static_cast<double>(1 << 24))
+    fail(source, key,
+         "is too large: " + v.dump() + " (at most " + std::to_string(1 << 24) + " tokens)");
   if (v.is_number_integer() ||
       (v.get<double>() > 1.0 && std::floor(v.get<double>()) == v.get<double>())) {
     const int64_t n = v.get<int64_t>();
@@ -66,7 +70,7 @@ void apply_head_fields(HeadPlan& hp, const json& v, const std::string& source,
   }
   if (!v.is_object()) fail(source, where, "must be a policy name or an object");
   for (const auto& [k, val] : v.items()) {
-    const std::string key = where + "." + k;
+    const std::string key = where.empty() ? k : where + "." + k;
     if (k == "policy") {
       if (!val.is_string()) fail(source, key, "must be a string");
       hp.policy = val.get<std::string>();
@@ -93,7 +97,7 @@ void apply_head_fields(HeadPlan& hp, const json& v, const std::string& source,
 
 void check_protected(const HeadPlan& hp, const std::string& source, const std::string& where) {
   if (!hp.budget.is_fraction && hp.sinks + hp.recent > hp.budget.value)
-    fail(source, where + ".sinks",
+    fail(source, where.empty() ? "sinks" : where + ".sinks",
          "+ recent (" + std::to_string(hp.sinks + hp.recent) + ") exceeds the budget (" +
              std::to_string(static_cast<int64_t>(hp.budget.value)) + " tokens)");
 }
@@ -166,6 +170,21 @@ CachePlan parse_cache_plan(const json& j, const std::string& source) {
           p.allocator != "profile")
         fail(source, k,
              "= '" + p.allocator + "' is not an allocator (uniform, pyramid, adaptive, profile)");
+      for (const auto& [ak, av] : p.allocator_params.items()) {
+        const std::string key = "allocator." + ak;
+        if (p.allocator == "pyramid" && ak == "beta") {
+          if (!av.is_number() || av.get<double>() < 1.0) fail(source, key, "must be a number >= 1");
+        } else if (p.allocator == "adaptive" && ak == "floor") {
+          if (!av.is_number() || av.get<double>() < 0.0 || av.get<double>() > 1.0)
+            fail(source, key, "must be a number in [0, 1]");
+        } else {
+          fail(source, key,
+               "is not a parameter of the " + p.allocator + " allocator" +
+                   (p.allocator == "pyramid"    ? " (beta)"
+                    : p.allocator == "adaptive" ? " (floor)"
+                                                : ""));
+        }
+      }
     } else if (k == "compress") {
       const json& w = v.is_object() ? v.value("when", json()) : v;
       if (!w.is_string())
@@ -221,6 +240,10 @@ CachePlan parse_cache_plan(const json& j, const std::string& source) {
     } else if (k == "head_profile") {
       if (!v.is_string()) fail(source, k, "must be a path to a TSV file");
       p.head_profile = v.get<std::string>();
+    } else if (k == "calibration") {
+      if (!v.is_string() || v.get<std::string>().empty())
+        fail(source, k, "must be a path to a calibration file (.json or binary)");
+      p.calibration = v.get<std::string>();
     } else if (k == "retrieval") {
       if (!v.is_object()) fail(source, k, "must be {\"threshold\": t} or {\"fraction\": f}");
       for (const auto& [rk, rv] : v.items()) {
@@ -246,6 +269,9 @@ CachePlan parse_cache_plan(const json& j, const std::string& source) {
   json top = json::object();
   for (const char* k : {"policy", "params", "budget", "sinks", "recent"})
     if (j.contains(k)) top[k] = j[k];
+  if (p.allocator == "profile" && p.head_profile.empty())
+    throw Error(source +
+                ": cache plan key 'allocator' = 'profile' needs 'head_profile' (a TSV file)");
   apply_head_fields(p.defaults, top, source, "", false);
   if (!j.contains("budget") &&
       !find_policy(p.defaults.policy, source).make(p.defaults.params, "params")->keeps_everything())
@@ -282,6 +308,99 @@ CachePlan load_cache_plan(const std::string& name_or_path) {
   const json j = json::parse(ss.str(), nullptr, false);
   if (j.is_discarded()) throw Error(path + ": cache plan is not valid JSON");
   return parse_cache_plan(j, path);
+}
+
+Calibration load_calibration(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f)
+    throw Error(path + ": cannot open calibration file (make one with kvsieve calibrate-qfilter)");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string bytes = ss.str();
+  Calibration c;
+  if (path.ends_with(".json")) {
+    const json j = json::parse(bytes, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+      throw Error(path + ": calibration is not a JSON object");
+    for (const char* k : {"n_layer", "n_head_kv", "head_dim"})
+      if (!j.contains(k) || !j[k].is_number_integer() || j[k].get<int64_t>() <= 0 ||
+          j[k].get<int64_t>() > (1 << 16))
+        throw Error(path + ": calibration key '" + k + "' must be a positive integer");
+    c.n_layer = j["n_layer"].get<int>();
+    c.n_head_kv = j["n_head_kv"].get<int>();
+    c.head_dim = j["head_dim"].get<int>();
+    const json& fl = j.value("filters", json());
+    if (!fl.is_array() || static_cast<int>(fl.size()) != c.n_layer)
+      throw Error(path + ": calibration key 'filters' must hold n_layer rows");
+    for (int l = 0; l < c.n_layer; ++l) {
+      if (!fl[l].is_array() || static_cast<int>(fl[l].size()) != c.n_head_kv)
+        throw Error(path + ": filters[" + std::to_string(l) + "] must hold n_head_kv vectors");
+      for (int h = 0; h < c.n_head_kv; ++h) {
+        const json& vec = fl[l][h];
+        if (!vec.is_array() || static_cast<int>(vec.size()) != c.head_dim)
+          throw Error(path + ": filters[" + std::to_string(l) + "][" + std::to_string(h) +
+                      "] must hold head_dim numbers");
+        for (const auto& x : vec) {
+          if (!x.is_number() || !std::isfinite(x.get<double>()))
+            throw Error(path + ": filters[" + std::to_string(l) + "][" + std::to_string(h) +
+                        "] holds a value that is not a finite number");
+          c.data.push_back(x.get<float>());
+        }
+      }
+    }
+    return c;
+  }
+  constexpr size_t header = 8 + 3 * sizeof(int32_t);
+  if (bytes.size() < header || bytes.compare(0, 8, "KVSCAL01") != 0)
+    throw Error(path + ": not a calibration file (expected the magic KVSCAL01 or a .json name)");
+  int32_t dims[3];
+  std::memcpy(dims, bytes.data() + 8, sizeof dims);
+  for (int32_t d : dims)
+    if (d <= 0 || d > (1 << 16)) throw Error(path + ": calibration header has a bad dimension");
+  c.n_layer = dims[0];
+  c.n_head_kv = dims[1];
+  c.head_dim = dims[2];
+  const size_t n = static_cast<size_t>(c.n_layer) * c.n_head_kv * c.head_dim;
+  if (bytes.size() != header + n * sizeof(float))
+    throw Error(path + ": calibration file is " + std::to_string(bytes.size()) +
+                " bytes, its header needs " + std::to_string(header + n * sizeof(float)));
+  c.data.resize(n);
+  std::memcpy(c.data.data(), bytes.data() + header, n * sizeof(float));
+  for (float x : c.data)
+    if (!std::isfinite(x)) throw Error(path + ": calibration holds a value that is not finite");
+  return c;
+}
+
+void save_calibration(const Calibration& c, const std::string& path) {
+  KVS_CHECK(c.data.size() == static_cast<size_t>(c.n_layer) * c.n_head_kv * c.head_dim);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary);
+    if (!f) throw Error(path + ": cannot write calibration file");
+    if (path.ends_with(".json")) {
+      json fl = json::array();
+      for (int l = 0; l < c.n_layer; ++l) {
+        json row = json::array();
+        for (int h = 0; h < c.n_head_kv; ++h)
+          row.push_back(std::vector<float>(c.at(l, h), c.at(l, h) + c.head_dim));
+        fl.push_back(std::move(row));
+      }
+      json j = {{"kind", "qfilter"},
+                {"n_layer", c.n_layer},
+                {"n_head_kv", c.n_head_kv},
+                {"head_dim", c.head_dim},
+                {"filters", std::move(fl)}};
+      f << j.dump() << "\n";
+    } else {
+      const int32_t dims[3] = {c.n_layer, c.n_head_kv, c.head_dim};
+      f.write("KVSCAL01", 8);
+      f.write(reinterpret_cast<const char*>(dims), sizeof dims);
+      f.write(reinterpret_cast<const char*>(c.data.data()),
+              static_cast<std::streamsize>(c.data.size() * sizeof(float)));
+    }
+    if (!f) throw Error(path + ": write failed");
+  }
+  std::filesystem::rename(tmp, path);
 }
 
 ResolvedPlan resolve_cache_plan(const CachePlan& plan, int n_layer, int n_head_kv, int head_dim_k,

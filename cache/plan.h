@@ -61,6 +61,7 @@ struct CachePlan {
   std::string head_profile;           // DuoAttention-style TSV path
   double retrieval_threshold = -1.0;  // profile value above which a head retrieves
   double retrieval_fraction = -1.0;   // or: this fraction of heads with the highest values
+  std::string calibration;            // per-(layer, KV head) vectors (qfilter), .json or binary
   uint64_t seed = 0;
 };
 
@@ -68,6 +69,21 @@ struct CachePlan {
 CachePlan parse_cache_plan(const nlohmann::json& j, const std::string& source);
 // A path to a JSON file, or a name of a shipped plan in <config dir>/cache/NAME.json.
 CachePlan load_cache_plan(const std::string& name_or_path);
+
+// Per-(layer, KV head) vectors computed offline (Q-Filters directions), named by the plan key
+// "calibration" and written by `kvsieve calibrate-qfilter`. A path ending in .json holds
+// {"n_layer", "n_head_kv", "head_dim", "filters": [layer][head][dim]}; any other path the binary
+// form: "KVSCAL01", then n_layer, n_head_kv, head_dim as int32 LE, then the f32 LE values.
+struct Calibration {
+  int n_layer = 0, n_head_kv = 0, head_dim = 0;
+  std::vector<float> data;  // [n_layer][n_head_kv][head_dim]
+  const float* at(int layer, int head) const {
+    return data.data() + (static_cast<size_t>(layer) * n_head_kv + head) * head_dim;
+  }
+};
+// Throws kvs::Error naming the file for anything malformed.
+Calibration load_calibration(const std::string& path);
+void save_calibration(const Calibration& c, const std::string& path);  // atomic write
 
 // The plan of every (layer, KV head) of a model; validates indices against the shape.
 struct ResolvedPlan {

@@ -22,6 +22,10 @@ struct PolicyNeeds {
   bool attn_last_row = false;     // attention of the latest query, averaged over the group
   int attn_window = 0;            // attention from the last w queries (snapkv): side pass
   bool calibration = false;       // per-head data computed offline (qfilter directions)
+  int queries = 0;                // the last n post-RoPE queries of the group (expected_attention)
+  // The plan must name a head profile (duo, razor): the manager turns its retrieval heads into
+  // `full` and this policy scores the others.
+  bool head_profile = false;
 };
 
 struct HeadScoreInput {
@@ -32,17 +36,26 @@ struct HeadScoreInput {
   int group = 1;  // query heads per KV head
   int head_dim_k = 0;
   int head_dim_v = 0;
-  int32_t len = 0;                     // slots to score
-  const int32_t* pos = nullptr;        // [len] original positions
-  const float* keys = nullptr;         // [len][head_dim_k] when needs().keys
-  const float* values = nullptr;       // [len][head_dim_v] when needs().values
-  const float* attn_acc = nullptr;     // [len] when needs().attn_accumulated
-  const float* attn_last = nullptr;    // [len] when needs().attn_last_row
-  const float* attn_window = nullptr;  // [len] mean attention of the window queries, averaged
-                                       // over the group's query heads, when needs().attn_window
-  const float* calibration = nullptr;  // [head_dim_k] per-head vector when needs().calibration
-  int64_t n_seen = 0;                  // tokens processed by the session so far
-  uint64_t seed = 0;                   // for randomized policies: deterministic per head
+  int32_t len = 0;                         // slots to score
+  const int32_t* pos = nullptr;            // [len] original positions
+  const float* keys = nullptr;             // [len][head_dim_k] when needs().keys
+  const float* values = nullptr;           // [len][head_dim_v] when needs().values
+  const float* attn_acc = nullptr;         // [len] when needs().attn_accumulated
+  const float* attn_last = nullptr;        // [len] when needs().attn_last_row
+  const float* attn_last_layer = nullptr;  // [len] the same, averaged over every query head of
+                                           // the layer (matched by position)
+  const float* attn_window = nullptr;      // [len] mean attention of the window queries, averaged
+                                           // over the group's query heads, when needs().attn_window
+  const float* calibration = nullptr;      // [head_dim_k] per-head vector when needs().calibration
+  // The newest n_queries post-RoPE queries of the group's query heads, oldest first, when
+  // needs().queries: queries [n_queries][group][head_dim_k], query_pos [n_queries].
+  const float* queries = nullptr;
+  const int32_t* query_pos = nullptr;
+  int64_t n_queries = 0;
+  float kq_scale = 1.0f;  // the model's attention scale (logits are kq_scale * <q, k>)
+  int32_t sinks = 0;      // the plan's protected sinks: slots [0, sinks) are kept anyway
+  int64_t n_seen = 0;     // tokens processed by the session so far
+  uint64_t seed = 0;      // for randomized policies: deterministic per head
 };
 
 class CachePolicy {
@@ -52,6 +65,9 @@ class CachePolicy {
   virtual PolicyNeeds needs() const = 0;
   // True for `full`: the manager never evicts from heads using it.
   virtual bool keeps_everything() const { return false; }
+  // True for `razor`: when slots are evicted, the manager folds them into one compensation slot
+  // per head holding the count-weighted mean of the dropped K and V (see CacheManager).
+  virtual bool compensates() const { return false; }
   // out: [in.len] scores.
   virtual void score(const HeadScoreInput& in, std::span<float> out) const = 0;
 };

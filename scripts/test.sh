@@ -6,3 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 BUILD_DIR=${BUILD_DIR:-build}
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j"$(nproc)" --timeout 900
+# ASan+UBSan build of the unit tests (build-asan/), then each libFuzzer target for 30 s on its
+# committed seeds (build-fuzz/, needs clang); see docs/robustness.md.
+scripts/sanitize.sh
+scripts/fuzz-smoke.sh

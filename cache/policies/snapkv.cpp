@@ -21,18 +21,24 @@ class SnapKV final : public CachePolicy {
   }
   void score(const HeadScoreInput& in, std::span<float> out) const override {
     const int32_t n = in.len;
-    const int half = kernel_ / 2;
-    // Pooling with zero padding at the edges, divided by the full kernel (count_include_pad).
-    for (int32_t i = 0; i < n; ++i) {
-      double s = 0.0;
-      for (int j = -half; j <= half; ++j)
-        if (i + j >= 0 && i + j < n && in.attn_window != nullptr) s += in.attn_window[i + j];
-      out[i] = static_cast<float>(s / kernel_);
-    }
     if (n == 0) return;
     const int32_t newest = *std::max_element(in.pos, in.pos + n);
+    // Only the slots before the observation window are pooled (the window itself is kept),
+    // with zero padding at the edges and the full kernel as divisor (count_include_pad).
+    int32_t n_pool = 0;
     for (int32_t i = 0; i < n; ++i)
-      if (newest - in.pos[i] < window_) out[i] = std::numeric_limits<float>::max();
+      if (newest - in.pos[i] >= window_) ++n_pool;
+    const int half = kernel_ / 2;
+    for (int32_t i = 0; i < n; ++i) {
+      if (newest - in.pos[i] < window_) {
+        out[i] = std::numeric_limits<float>::max();
+        continue;
+      }
+      double s = 0.0;
+      for (int j = -half; j <= half; ++j)
+        if (i + j >= 0 && i + j < n_pool && in.attn_window != nullptr) s += in.attn_window[i + j];
+      out[i] = static_cast<float>(s / kernel_);
+    }
   }
 
  private:

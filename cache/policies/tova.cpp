@@ -1,5 +1,5 @@
-// tova (Token Omission Via Attention): attention of the latest query, averaged over the
-// query heads of the KV group.
+// tova (Token Omission Via Attention): attention of the latest query, averaged over every
+// query head of the layer (as kvpress's TOVAPress), so all heads of a layer agree.
 #include "cache/policy.h"
 
 namespace kvs {
@@ -14,7 +14,8 @@ class Tova final : public CachePolicy {
     return n;
   }
   void score(const HeadScoreInput& in, std::span<float> out) const override {
-    for (int32_t i = 0; i < in.len; ++i) out[i] = in.attn_last != nullptr ? in.attn_last[i] : 0.0f;
+    const float* row = in.attn_last_layer != nullptr ? in.attn_last_layer : in.attn_last;
+    for (int32_t i = 0; i < in.len; ++i) out[i] = row != nullptr ? row[i] : 0.0f;
   }
 };
 

@@ -292,8 +292,16 @@ VocabSpec spec_from_tokenizer_json(const json& j, const std::string& path) {
     fail(path, "model.byte_fallback", "true is not supported with a byte-level vocab");
 
   std::vector<std::optional<std::string>> tokens;
+  // Ids must be dense, so none can reach the number of entries: checking that before the
+  // resize keeps a hostile id (say 2e9) from asking for gigabytes.
+  const size_t n_entries =
+      vocab.size() +
+      (j.contains("added_tokens") && j["added_tokens"].is_array() ? j["added_tokens"].size() : 0);
   auto put = [&](int64_t id, const std::string& text, const char* key) {
-    if (id < 0 || id >= INT32_MAX) fail(path, key, "id " + std::to_string(id) + " out of range");
+    if (id < 0 || id >= INT32_MAX || static_cast<size_t>(id) >= n_entries)
+      fail(path, key,
+           "id " + std::to_string(id) + " out of range (the file has " + std::to_string(n_entries) +
+               " entries)");
     if (static_cast<size_t>(id) >= tokens.size()) tokens.resize(static_cast<size_t>(id) + 1);
     auto& slot = tokens[static_cast<size_t>(id)];
     if (slot && *slot != text)

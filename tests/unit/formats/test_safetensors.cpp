@@ -242,7 +242,9 @@ class HfBuilder {
     const size_t n =
         std::accumulate(shape.begin(), shape.end(), size_t{1},
                         [](size_t a, int64_t b) { return a * static_cast<size_t>(b); });
-    data_.push_back(ramp(n, static_cast<float>(data_.size())));
+    // 8-byte dtypes (I64, F64, ...) need two floats of backing bytes per element.
+    const bool wide = dtype == "I64" || dtype == "U64" || dtype == "F64";
+    data_.push_back(ramp(wide ? 2 * n : n, static_cast<float>(data_.size())));
     if (dtype == "BF16") {
       bf16_.emplace_back(n);
       for (size_t i = 0; i < n; ++i) bf16_.back()[i] = fp32_to_bf16(data_.back()[i]);
