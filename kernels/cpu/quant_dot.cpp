@@ -18,25 +18,9 @@
 
 namespace kvs {
 
+// Every weight type has a dot product: the two lists must not drift apart.
 bool quant_dot_supported(DType weight_type) {
-  switch (weight_type) {
-    case DType::F32:
-    case DType::F16:
-    case DType::BF16:
-    case DType::Q4_0:
-    case DType::Q4_1:
-    case DType::Q5_0:
-    case DType::Q5_1:
-    case DType::Q8_0:
-    case DType::Q2_K:
-    case DType::Q3_K:
-    case DType::Q4_K:
-    case DType::Q5_K:
-    case DType::Q6_K:
-      return true;
-    default:
-      return false;
-  }
+  return dtype_is_weight_type(weight_type);
 }
 
 DType vec_dot_type(DType weight_type) {

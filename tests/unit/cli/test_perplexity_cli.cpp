@@ -17,7 +17,8 @@ TEST(PerplexityCli, ChunkedAndStreamedPastTheContext) {
   KVS_REQUIRE_FILE(KVS_STORIES);
   const std::string text = test::shared_data("text/tinyshakespeare.txt");
   KVS_REQUIRE_FILE(text);
-  auto r = run_cli({"perplexity", "-m", KVS_STORIES, "-f", text, "--max-tokens", "1200", "-c", "256", "--json"});
+  auto r = run_cli(
+      {"perplexity", "-m", KVS_STORIES, "-f", text, "--max-tokens", "1200", "-c", "256", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["n_chunks"], 4);
@@ -28,10 +29,11 @@ TEST(PerplexityCli, ChunkedAndStreamedPastTheContext) {
 
   // A bounded streaming cache with cache positions runs 1200 tokens through a 256 context.
   test::TempDir dir;
-  dir.write("plan.json",
-            R"({"policy": "streaming", "params": {"sinks": 4}, "budget": 96, "compress": "chunk", "positions": "cache"})");
-  r = run_cli({"perplexity", "-m", KVS_STORIES, "-f", text, "--max-tokens", "1200", "-c", "256", "-b", "32",
-               "--cache", dir / "plan.json", "--json"});
+  dir.write(
+      "plan.json",
+      R"({"policy": "streaming", "params": {"sinks": 4}, "budget": 96, "compress": "chunk", "positions": "cache"})");
+  r = run_cli({"perplexity", "-m", KVS_STORIES, "-f", text, "--max-tokens", "1200", "-c", "256",
+               "-b", "32", "--cache", dir / "plan.json", "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   j = nlohmann::json::parse(r.out);
   EXPECT_TRUE(j["streamed"].get<bool>());
