@@ -125,6 +125,9 @@ CacheManager::CacheManager(const CachePlan& plan, const CacheModelInfo& info)
   policies_.reserve(resolved_.heads.size());
   window_.assign(info.n_layer, 0);
   queries_.resize(info.n_layer);
+  future_.assign(info.n_layer, 0);
+  query_stats_.resize(info.n_layer);
+  std::vector<int> stats_skip(info.n_layer, 0);  // [n_layer] the largest skip a head asks for
   for (int l = 0; l < info.n_layer; ++l) {
     for (int h = 0; h < info.n_head_kv; ++h) {
       const HeadPlan& hp = resolved_.at(l, h);
@@ -132,10 +135,14 @@ CacheManager::CacheManager(const CachePlan& plan, const CacheModelInfo& info)
           plan_.source + ": layer " + std::to_string(l) + " head " + std::to_string(h) + " params";
       policies_.push_back(find_policy(hp.policy, plan_.source).make(hp.params, where));
       const PolicyNeeds n = policies_.back()->needs();
-      int w = std::max(n.attn_window, n.queries);
+      int w = n.attn_window;
       if (n.attn_last_row) w = std::max(w, 1);
       window_[l] = std::max(window_[l], w);
-      if (plan_.cache_positions && w > 0)
+      if (n.query_stats) {
+        stats_skip[l] = std::max(stats_skip[l], n.query_stats_skip);
+        future_[l] = std::max(future_[l], n.query_stats_future);
+      }
+      if (plan_.cache_positions && (w > 0 || n.query_stats))
         throw Error(plan_.source + ": policy '" + hp.policy +
                     "' scores with query windows, which needs \"positions\": \"original\"");
       if (n.calibration && calibration_.empty())
@@ -149,6 +156,7 @@ CacheManager::CacheManager(const CachePlan& plan, const CacheModelInfo& info)
     }
     queries_[l].q.resize(static_cast<size_t>(window_[l]) * info.n_head * info.head_dim_k);
     queries_[l].pos.resize(window_[l]);
+    if (future_[l] > 0) query_stats_[l] = QueryStats(info.n_head, info.head_dim_k, stats_skip[l]);
   }
 }
 
@@ -174,6 +182,7 @@ void CacheManager::attach(KVCache& cache) {
 
 void CacheManager::reset() {
   for (auto& r : queries_) r.count = 0;
+  for (auto& qs : query_stats_) qs.reset();
   std::fill(comp_slot_.begin(), comp_slot_.end(), -1);
   std::fill(comp_weight_.begin(), comp_weight_.end(), 0.0);
   decode_steps_ = 0;
@@ -195,6 +204,14 @@ void CacheManager::before_append(KVCache& cache, int layer, int64_t T, int64_t n
       return;
     }
   }
+}
+
+void CacheManager::before_rope(int layer, const float* q, const int32_t* q_pos, int64_t T,
+                               const ops::RopeParams& rope) {
+  if (future_[layer] == 0) return;
+  const auto t0 = clock_type::now();
+  query_stats_[layer].add(q, q_pos, T, rope);
+  stats_.seconds += std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
 void CacheManager::after_attention(int layer, const float* q, const int32_t* q_pos, int64_t T) {
@@ -277,6 +294,9 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
   std::vector<int32_t> n_protected(nkv, 0);
   std::vector<bool> active(nkv, false);
   std::vector<float> keys, values, win;
+  // Projected query statistics of the layer, computed at most once per compression:
+  // [n_head][head_dim_k] and [n_head][head_dim_k][head_dim_k].
+  std::vector<double> stats_mean, stats_cov;
   const QueryRing& ring = queries_[layer];
   const int64_t n_q = std::min<int64_t>(ring.count, window_[layer]);
   for (int h = 0; h < nkv; ++h) {
@@ -334,22 +354,13 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
                        info_.kq_scale, keys.data(), in.pos, len, win.data());
       in.attn_window = win.data();
     }
-    std::vector<float> qgroup;
-    std::vector<int32_t> qgroup_pos;
-    if (needs.queries > 0 && n_q > 0) {
-      // The group's query heads of the newest min(queries, n_q) stored queries, oldest first.
-      const int64_t use = std::min<int64_t>(needs.queries, n_q);
-      const size_t qsz = static_cast<size_t>(info_.n_head) * info_.head_dim_k;
-      const size_t gsz = static_cast<size_t>(group) * info_.head_dim_k;
-      for (int64_t i = ring.count - use; i < ring.count; ++i) {
-        const size_t slot = static_cast<size_t>(i % window_[layer]);
-        const auto first = ring.q.begin() + slot * qsz + static_cast<size_t>(h) * gsz;
-        qgroup.insert(qgroup.end(), first, first + gsz);
-        qgroup_pos.push_back(ring.pos[slot]);
-      }
-      in.queries = qgroup.data();
-      in.query_pos = qgroup_pos.data();
-      in.n_queries = use;
+    if (needs.query_stats && query_stats_[layer].count() > 0) {
+      if (stats_mean.empty())
+        query_stats_[layer].project(n_seen, future_[layer], stats_mean, stats_cov);
+      const size_t first = static_cast<size_t>(h) * group * info_.head_dim_k;
+      in.query_mean = stats_mean.data() + first;
+      in.query_cov = stats_cov.data() + first * info_.head_dim_k;
+      in.n_query_stats = query_stats_[layer].count();
     }
     if (needs.attn_last_row && n_q > 0) {
       const size_t qsz = static_cast<size_t>(info_.n_head) * info_.head_dim_k;

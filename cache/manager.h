@@ -11,6 +11,8 @@
 #include "cache/kv_cache.h"
 #include "cache/plan.h"
 #include "cache/policy.h"
+#include "cache/query_stats.h"
+#include "kernels/cpu/ops.h"
 
 namespace kvs {
 
@@ -46,6 +48,10 @@ class CacheManager {
 
   // Before `T` new tokens are appended to a layer (overflow mode compresses here).
   void before_append(KVCache& cache, int layer, int64_t T, int64_t n_seen);
+  // Before RoPE is applied to a layer's queries: q [T][n_head][head_dim_k] as projected,
+  // rope the layer's rotation (query statistics for expected_attention).
+  void before_rope(int layer, const float* q, const int32_t* q_pos, int64_t T,
+                   const ops::RopeParams& rope);
   // After attention ran for a layer: q [T][n_head][head_dim_k] (rotated as attention saw
   // them) and their positions; kept for window statistics.
   void after_attention(int layer, const float* q, const int32_t* q_pos, int64_t T);
@@ -75,6 +81,8 @@ class CacheManager {
     int64_t count = 0;         // queries stored so far (ring position = count % window)
   };
   std::vector<QueryRing> queries_;               // [n_layer]
+  std::vector<QueryStats> query_stats_;          // [n_layer], used where future_ > 0
+  std::vector<int> future_;                      // [n_layer] future positions to project onto
   std::vector<std::vector<float>> calibration_;  // [n_layer * n_head_kv][head_dim_k], may be empty
   // Compensation slots (policies that compensates()): per (layer, KV head) the slot index of the
   // head's compensation token (-1: none) and how many evicted tokens it stands for.

@@ -22,7 +22,11 @@ struct PolicyNeeds {
   bool attn_last_row = false;     // attention of the latest query, averaged over the group
   int attn_window = 0;            // attention from the last w queries (snapkv): side pass
   bool calibration = false;       // per-head data computed offline (qfilter directions)
-  int queries = 0;                // the last n post-RoPE queries of the group (expected_attention)
+  // Mean and covariance of the group's pre-RoPE queries at positions >= query_stats_skip,
+  // rotated by RoPE averaged over the next query_stats_future positions (expected_attention).
+  bool query_stats = false;
+  int query_stats_skip = 0;
+  int query_stats_future = 0;
   // The plan must name a head profile (duo, razor): the manager turns its retrieval heads into
   // `full` and this policy scores the others.
   bool head_profile = false;
@@ -47,11 +51,11 @@ struct HeadScoreInput {
   const float* attn_window = nullptr;      // [len] mean attention of the window queries, averaged
                                            // over the group's query heads, when needs().attn_window
   const float* calibration = nullptr;      // [head_dim_k] per-head vector when needs().calibration
-  // The newest n_queries post-RoPE queries of the group's query heads, oldest first, when
-  // needs().queries: queries [n_queries][group][head_dim_k], query_pos [n_queries].
-  const float* queries = nullptr;
-  const int32_t* query_pos = nullptr;
-  int64_t n_queries = 0;
+  // When needs().query_stats: the projected mean [group][head_dim_k] and covariance
+  // [group][head_dim_k][head_dim_k] of the group's queries, and how many queries they count.
+  const double* query_mean = nullptr;
+  const double* query_cov = nullptr;
+  int64_t n_query_stats = 0;
   float kq_scale = 1.0f;  // the model's attention scale (logits are kq_scale * <q, k>)
   int32_t sinks = 0;      // the plan's protected sinks: slots [0, sinks) are kept anyway
   int64_t n_seen = 0;     // tokens processed by the session so far

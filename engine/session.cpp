@@ -168,6 +168,7 @@ void Session::attend(int layer, const ops::RopeParams& rope, float* q, float* k,
                        c.attn_softcap};
   const bool cache_positions = manager_ && manager_->cache_positions();
   if (!cache_positions) {
+    if (manager_) manager_->before_rope(layer, q, batch_pos_.data(), T, rope);
     ops::rope(q, T, c.n_head, c.head_dim_k, batch_pos_.data(), rope);
     ops::rope(k, T, c.n_head_kv, c.head_dim_k, batch_pos_.data(), rope);
     cache_->append(layer, k, v, batch_pos_.data(), T);

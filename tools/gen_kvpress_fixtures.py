@@ -297,12 +297,9 @@ def main():
          lambda: ExpectedAttentionPress(compression_ratio=r, n_future_positions=512, n_sink=4),
          "eager", {"n_future_positions": 512, "n_sink": 4, "use_covariance": True, "use_vnorm": True,
                    "epsilon": 0.0},
-         {"policy": "expected_attention", "params": {"window": 128, "sinks": 4}, "sinks": 4,
-          "budget": n_kept},
-         [],  # window = all 600 queries: 0.699, no better
-         "kvpress models future queries by the mean/covariance of all prompt queries (after the "
-         "sinks) before RoPE, rotated by the RoPE rotation averaged over the next 512 positions; "
-         "kvsieve uses the last `window` post-RoPE queries"),
+         {"policy": "expected_attention", "params": {"n_future_positions": 512, "sinks": 4},
+          "sinks": 4, "budget": n_kept},
+         [], None),
         ("pyramid",
          lambda: PyramidKVPress(compression_ratio=r, window_size=64, kernel_size=5, beta=20), "eager",
          {"window_size": 64, "kernel_size": 5, "beta": 20},

@@ -5,13 +5,9 @@
 // 1/(2d)), softmaxed over the non-sink slots, averaged over the group's query heads, and scaled
 // by ||v||_2 (plus `epsilon`). The first `sinks` slots (kvpress n_sink = 4) are left out of the
 // softmax and always kept.
-// Adaptation: kvpress takes mu and Sigma from all prompt hidden states through W_q (pre-RoPE)
-// and rotates them by the RoPE rotation averaged over the next n_future_positions. The manager
-// has neither W_q nor the RoPE frequencies; it has the last `window` post-RoPE queries. Their
-// sample mean already averages the rotation over those positions (high-frequency pairs cancel,
-// low-frequency pairs barely move), and their covariance includes the spread the rotation adds,
-// so they stand in for the future queries: the average is over the recent positions instead of
-// the next ones.
+// The manager gives the policy kvpress's statistics: mean and covariance of every query before
+// RoPE at positions >= `sinks` (the attention-sink outliers), rotated by the RoPE rotation
+// averaged over the next `n_future_positions` (cache/query_stats.h).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -25,37 +21,28 @@ namespace {
 
 class ExpectedAttention final : public CachePolicy {
  public:
-  ExpectedAttention(int window, int sinks, bool cov, bool vnorm, double eps)
-      : window_(window), sinks_(sinks), cov_(cov), vnorm_(vnorm), eps_(eps) {}
+  ExpectedAttention(int future, int sinks, bool cov, bool vnorm, double eps)
+      : future_(future), sinks_(sinks), cov_(cov), vnorm_(vnorm), eps_(eps) {}
   std::string_view name() const override { return "expected_attention"; }
   PolicyNeeds needs() const override {
     PolicyNeeds n;
     n.keys = true;
     n.values = vnorm_;
-    n.queries = window_;
+    n.query_stats = true;
+    n.query_stats_skip = sinks_;
+    n.query_stats_future = future_;
     return n;
   }
   void score(const HeadScoreInput& in, std::span<float> out) const override {
     const int d = in.head_dim_k;
     const int32_t n = in.len, sinks = std::min(std::max(sinks_, in.sinks), n);
     std::vector<double> acc(n, 0.0);
-    if (in.queries != nullptr && in.n_queries > 0 && sinks < n) {
+    if (in.query_mean != nullptr && in.n_query_stats > 0 && sinks < n) {
       const double s = in.kq_scale;
-      std::vector<double> mu(d), sigma(static_cast<size_t>(d) * d), logit(n);
+      std::vector<double> logit(n);
       for (int j = 0; j < in.group; ++j) {
-        auto q = [&](int64_t t) { return in.queries + (t * in.group + j) * d; };
-        std::fill(mu.begin(), mu.end(), 0.0);
-        for (int64_t t = 0; t < in.n_queries; ++t)
-          for (int c = 0; c < d; ++c) mu[c] += q(t)[c];
-        for (double& m : mu) m /= static_cast<double>(in.n_queries);
-        std::fill(sigma.begin(), sigma.end(), 0.0);
-        if (cov_) {
-          for (int64_t t = 0; t < in.n_queries; ++t)
-            for (int a = 0; a < d; ++a)
-              for (int b = 0; b < d; ++b)
-                sigma[static_cast<size_t>(a) * d + b] += (q(t)[a] - mu[a]) * (q(t)[b] - mu[b]);
-          for (double& x : sigma) x /= static_cast<double>(in.n_queries);
-        }
+        const double* mu = in.query_mean + static_cast<size_t>(j) * d;
+        const double* sigma = in.query_cov + static_cast<size_t>(j) * d * d;
         double mx = -std::numeric_limits<double>::infinity();
         for (int32_t i = sinks; i < n; ++i) {
           const float* k = in.keys + static_cast<size_t>(i) * d;
@@ -91,7 +78,7 @@ class ExpectedAttention final : public CachePolicy {
   }
 
  private:
-  int window_, sinks_;
+  int future_, sinks_;
   bool cov_, vnorm_;
   double eps_;
 };
@@ -106,9 +93,10 @@ KVS_REGISTER_POLICY(
     expected_attention, "expected_attention",
     "Expected Attention: attention of a Gaussian model of future queries times ||v||",
     [](const nlohmann::json& p, const std::string& where) -> std::unique_ptr<CachePolicy> {
-      check_params(p, {"window", "sinks", "use_covariance", "use_vnorm", "epsilon"}, where);
+      check_params(p, {"n_future_positions", "sinks", "use_covariance", "use_vnorm", "epsilon"},
+                   where);
       return std::make_unique<ExpectedAttention>(
-          static_cast<int>(param_number(p, "window", 128, 1, 4096, where)),
+          static_cast<int>(param_number(p, "n_future_positions", 512, 1, 1 << 16, where)),
           static_cast<int>(param_number(p, "sinks", 4, 0, 1 << 20, where)),
           param_bool(p, "use_covariance", true, where), param_bool(p, "use_vnorm", true, where),
           param_number(p, "epsilon", 0.0, 0.0, 1e6, where));

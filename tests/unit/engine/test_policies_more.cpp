@@ -113,17 +113,16 @@ TEST(PoliciesMore, LagKVScoresChunksAgainstTheNextOne) {
 }
 
 TEST(PoliciesMore, ExpectedAttentionUsesQueryMeanAndCovariance) {
-  // Queries (1,0) and (3,0): mu = (2,0), Sigma = diag(1,0); scale 0.5.
-  const std::vector<float> q = {1, 0, 3, 0};
-  const std::vector<int32_t> qp = {10, 11};
+  // Query statistics mu = (2,0), Sigma = diag(1,0) (e.g. queries (1,0) and (3,0)); scale 0.5.
+  const std::vector<double> mu = {2, 0}, sigma = {1, 0, 0, 0};
   const std::vector<float> k = {1, 0, 0, 1, -1, 0};
   const std::vector<float> v = {3, 4, 0, 1, 1, 0};
   HeadScoreInput in = input(3, 2, 2);
   in.keys = k.data();
   in.values = v.data();
-  in.queries = q.data();
-  in.query_pos = qp.data();
-  in.n_queries = 2;
+  in.query_mean = mu.data();
+  in.query_cov = sigma.data();
+  in.n_query_stats = 2;
   in.kq_scale = 0.5f;
   // Logits 0.5 mu.k + 0.125 k^T Sigma k: 1.125, 0, -0.875.
   const double l[3] = {1.125, 0.0, -0.875};
@@ -136,14 +135,21 @@ TEST(PoliciesMore, ExpectedAttentionUsesQueryMeanAndCovariance) {
   EXPECT_EQ(s[0], kMax);  // sinks are left out of the softmax
   EXPECT_NEAR(s[1], 1.0 / (1.0 + std::exp(-1.0)), 1e-5);
   EXPECT_NEAR(s[2], std::exp(-1.0) / (1.0 + std::exp(-1.0)), 1e-5);
-  // A GQA group of 2: the second head's queries (0,2) twice give mu = (0,2), Sigma = 0.
-  const std::vector<float> q2 = {1, 0, 0, 2, 3, 0, 0, 2};
-  in.queries = q2.data();
+  // A GQA group of 2: the second head has mu = (0,2), Sigma = 0.
+  const std::vector<double> mu2 = {2, 0, 0, 2}, sigma2 = {1, 0, 0, 0, 0, 0, 0, 0};
+  in.query_mean = mu2.data();
+  in.query_cov = sigma2.data();
   in.group = 2;
   s = run("expected_attention", json{{"sinks", 0}, {"use_vnorm", false}}, in);
   const double z2 = std::exp(1.0) + 2.0;  // head 2 logits 0, 0.5 * 2, 0
   EXPECT_NEAR(s[1], (std::exp(l[1]) / z + std::exp(1.0) / z2) / 2, 1e-5);
   EXPECT_NEAR(s[0], (std::exp(l[0]) / z + 1.0 / z2) / 2, 1e-5);
+  // Without statistics (no query seen yet) only epsilon * ||v|| is left.
+  in.query_mean = nullptr;
+  in.n_query_stats = 0;
+  s = run("expected_attention", json{{"sinks", 0}, {"epsilon", 0.5}}, in);
+  EXPECT_NEAR(s[0], 0.5 * 5.0, 1e-6);
+  EXPECT_THROW(run("expected_attention", json{{"window", 128}}, in), Error);
 }
 
 TEST(PoliciesMore, CaoteIsOutputErrorOfEviction) {

@@ -145,6 +145,9 @@ struct Driver {
       std::vector<float> out(static_cast<size_t>(T) * kHeads * kDim);
       for (int l = 0; l < kLayers; ++l) {
         mgr->before_append(*cache, l, T, n_past + T);
+        // n_rot 0: the synthetic queries are already "rotated", so projected query statistics
+        // are the plain sample statistics.
+        mgr->before_rope(l, data().Q(l, n_past), pos.data(), T, ops::RopeParams{});
         cache->append(l, data().K(l, n_past), data().V(l, n_past), pos.data(), T);
         const KVView view = cache->view(l);
         ref.attend(shape, data().Q(l, n_past), pos.data(), T, view, out.data(), pool);
@@ -351,19 +354,27 @@ TEST_P(PolicyConformance, KeepsProtectedThenTopScoresWithinBudget) {
       in.sinks = kSinks;
       in.kq_scale = kScale;
       if (needs.calibration) in.calibration = files().cal.at(l, h);
-      std::vector<float> qgroup;
-      std::vector<int32_t> qpos;
-      if (needs.queries > 0) {
-        // The newest queries of the group's query heads, oldest first.
-        const int use = std::min(needs.queries, kPrompt);
-        for (int t = kPrompt - use; t < kPrompt; ++t) {
-          const float* q = data().Q(l, t) + h * in.group * kDim;
-          qgroup.insert(qgroup.end(), q, q + in.group * kDim);
-          qpos.push_back(t);
+      std::vector<double> qmean, qcov;  // [group][kDim], [group][kDim][kDim]
+      if (needs.query_stats) {
+        // Sample mean and covariance (1/N) of the group's queries at positions >= skip.
+        const int g = in.group, skip = needs.query_stats_skip;
+        const int n = kPrompt - skip;
+        qmean.assign(static_cast<size_t>(g) * kDim, 0.0);
+        qcov.assign(static_cast<size_t>(g) * kDim * kDim, 0.0);
+        for (int j = 0; j < g; ++j) {
+          double* m = qmean.data() + j * kDim;
+          double* c = qcov.data() + j * kDim * kDim;
+          for (int t = skip; t < kPrompt; ++t)
+            for (int a = 0; a < kDim; ++a) m[a] += data().Q(l, t)[(h * g + j) * kDim + a] / n;
+          for (int t = skip; t < kPrompt; ++t) {
+            const float* q = data().Q(l, t) + (h * g + j) * kDim;
+            for (int a = 0; a < kDim; ++a)
+              for (int b = 0; b < kDim; ++b) c[a * kDim + b] += (q[a] - m[a]) * (q[b] - m[b]) / n;
+          }
         }
-        in.queries = qgroup.data();
-        in.query_pos = qpos.data();
-        in.n_queries = use;
+        in.query_mean = qmean.data();
+        in.query_cov = qcov.data();
+        in.n_query_stats = n;
       }
       std::vector<float> keys(kPrompt * kDim), values(kPrompt * kDim);
       before.cache->read_k(l, h, keys.data());
