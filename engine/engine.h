@@ -14,7 +14,7 @@ namespace kvs {
 
 struct EngineOptions {
   int threads = 0;                      // 0: all hardware threads
-  std::string attention = "reference";  // attention backend name
+  std::string attention = "flash";  // attention backend name (`--attention`)
 };
 
 class Engine {

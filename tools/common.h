@@ -16,7 +16,7 @@ struct ModelOptions {
   int threads = 0;
   int ctx = 0;
   int batch = 256;
-  std::string attention = "reference";
+  std::string attention = "flash";
   std::string cache;  // cache plan: a JSON file or a shipped plan name (configs/cache)
 };
 
