@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-30}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_spm_vocab fuzz_tokenize)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_spm_vocab fuzz_tokenize fuzz_cache_plan)
 
 if ! command -v clang++ >/dev/null 2>&1; then
   echo "fuzz-smoke: clang++ not found (apt-get install clang)" >&2

@@ -282,6 +282,35 @@ def main():
         write("fuzz_tokenize", f"text{i}", bytes([(i * 9) & 0x3F]) + t)
     write("fuzz_tokenize", "ids", bytes([0x40 | 0x20]) + bytes(range(0, 200, 3)))
 
+    # Cache plans: the shipped ones (configs/cache/*.json) plus plans that reach every part of
+    # the schema (overrides, allocators, storage types, compression times, positions).
+    cfg = os.path.join(HERE, "..", "..", "configs", "cache")
+    for f in sorted(os.listdir(cfg)):
+        if f.endswith(".json"):
+            with open(os.path.join(cfg, f), "rb") as fh:
+                write("fuzz_cache_plan", "shipped_" + f[:-5], fh.read())
+    plans = {
+        "minimal": {"policy": "knorm", "budget": 0.5},
+        "overrides": {"policy": "snapkv", "params": {"window": 8, "kernel": 3}, "budget": 24,
+                      "sinks": 2, "recent": 4, "layers": {"0-1": "full", "3": {"policy": "h2o"}},
+                      "heads": {"2:1": "knorm"}, "compress": "chunk"},
+        "pyramid": {"policy": "snapkv", "budget": 0.4, "allocator": "pyramid",
+                    "allocator_params": {"beta": 10}, "recent": 8},
+        "adaptive_q8": {"policy": "tova", "budget": 20, "allocator": "adaptive",
+                        "allocator_params": {"floor": 0.3}, "storage": "q8", "compress": "decode:3"},
+        "streaming_cache_q4": {"policy": "streaming", "budget": 32, "positions": "cache",
+                               "compress": "overflow", "storage": "q4", "margin": 4},
+        "lagkv_f16": {"policy": "lagkv", "params": {"lag_size": 8}, "budget": 0.3, "sinks": 4,
+                      "storage": {"k": "f16", "v": "bf16"}},
+        "expected_attention": {"policy": "expected_attention", "params": {"n_future_positions": 64},
+                               "budget": 16, "sinks": 4},
+        "mixed": {"policy": "random", "seed": 7, "budget": 0.25,
+                  "layers": {"1-2": {"policy": "caote", "params": {"base": "window", "window": 8}}},
+                  "heads": {"0:0": {"policy": "vatp"}, "3:1": "keydiff"}},
+    }
+    for name, plan in plans.items():
+        write("fuzz_cache_plan", name, json.dumps(plan).encode())
+
 
 if __name__ == "__main__":
     main()

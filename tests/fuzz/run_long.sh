@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 SECS=${1:?seconds per target}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_spm_vocab fuzz_tokenize)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_gguf fuzz_safetensors fuzz_tokenizer_json fuzz_spm_vocab fuzz_tokenize fuzz_cache_plan)
 B=${FUZZ_BUILD_DIR:-build-fuzz}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
