@@ -76,8 +76,10 @@ void KVCache::reserve(int layer, Head& h, int32_t need, bool exact) {
   if (need <= h.cap) return;
   // Single-token appends grow geometrically (amortized O(1)); a batch knows its size and
   // grows exactly, so chunked prefill never holds more than budget + margin + chunk.
-  const int64_t grown =
-      exact ? need : std::max<int64_t>(need, static_cast<int64_t>(h.cap) + h.cap / 2 + 16);
+  const int64_t grown = exact ? need
+                        : growth_ > 0
+                            ? static_cast<int64_t>(need) + growth_
+                            : std::max<int64_t>(need, static_cast<int64_t>(h.cap) + h.cap / 2 + 16);
   reallocate(layer, h, static_cast<int32_t>(std::min<int64_t>(grown, max_len_[layer])));
 }
 
@@ -142,20 +144,29 @@ void KVCache::keep_slots(int layer, int head, const std::vector<int32_t>& slots,
   const size_t vb = row_bytes(shape_.v_dtype[layer], shape_.head_dim_v);
   uint8_t* K = hd.k.as<uint8_t>();
   uint8_t* V = hd.v.as<uint8_t>();
+  // One move per run of consecutive kept slots: evicting a few slots moves a few blocks.
   int32_t out = 0;
-  for (int32_t s : slots) {
+  const size_t n = slots.size();
+  for (size_t i = 0; i < n;) {
+    const int32_t s = slots[i];
     KVS_CHECK(s >= out && s < hd.len, "keep_slots needs ascending, in-range slots");
+    size_t j = i + 1;
+    while (j < n && slots[j] == slots[j - 1] + 1) ++j;
+    KVS_CHECK(slots[j - 1] < hd.len, "keep_slots needs ascending, in-range slots");
+    const int32_t run = static_cast<int32_t>(j - i);
     if (s != out) {
-      std::memmove(K + out * kb, K + s * kb, kb);
-      std::memmove(V + out * vb, V + s * vb, vb);
-      hd.pos[out] = hd.pos[s];
-      if (scores_on_[layer]) hd.score[out] = hd.score[s];
+      std::memmove(K + out * kb, K + s * kb, run * kb);
+      std::memmove(V + out * vb, V + s * vb, run * vb);
+      std::memmove(hd.pos.data() + out, hd.pos.data() + s, run * sizeof(int32_t));
+      if (scores_on_[layer])
+        std::memmove(hd.score.data() + out, hd.score.data() + s, run * sizeof(float));
     }
-    ++out;
+    out += run;
+    i = j;
   }
   hd.len = out;
   const int32_t want = std::min(max_len_[layer], out + std::max(0, margin));
-  if (want < hd.cap) reallocate(layer, hd, want);
+  if (want < hd.cap && hd.cap - want > growth_) reallocate(layer, hd, want);
 }
 
 void KVCache::drop_before(int layer, int32_t min_pos, int32_t margin) {

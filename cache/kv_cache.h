@@ -56,8 +56,21 @@ class KVCache {
   void append_slot(int layer, int head, const float* k, const float* v, int32_t pos);
 
   // Keeps only the listed slots (ascending indices) in one gather, then returns the memory
-  // of the dropped slots (keeping `margin` free slots for the next appends).
+  // of the dropped slots, keeping `margin` free slots for the next appends. With an append
+  // growth step set, a head whose allocation exceeds that by no more than the step keeps it:
+  // re-allocating to free a few slots would copy the whole head at every compression.
   void keep_slots(int layer, int head, const std::vector<int32_t>& slots, int32_t margin = 0);
+  // Single-token appends past a head's capacity grow it by `slots` (0: by half, amortized
+  // O(1)). A cache that is compressed while decoding wants a small fixed step, since the
+  // next compression would free a geometric overshoot again.
+  void set_append_growth(int32_t slots) { growth_ = slots; }
+  // Keys of one head as f32 in place, [len][head_dim_k], or null when stored in another type.
+  const float* k_f32(int layer, int head) const {
+    return shape_.k_dtype[layer] == DType::F32 ? head_at(layer, head).k.as<float>() : nullptr;
+  }
+  const float* v_f32(int layer, int head) const {
+    return shape_.v_dtype[layer] == DType::F32 ? head_at(layer, head).v.as<float>() : nullptr;
+  }
   // Drops slots whose position is below min_pos (sliding-window layers).
   void drop_before(int layer, int32_t min_pos, int32_t margin = 0);
   void clear();
@@ -94,6 +107,7 @@ class KVCache {
   std::vector<Head> heads_;       // [n_layer * n_head_kv]
   size_t allocated_ = 0;
   size_t peak_allocated_ = 0;
+  int32_t growth_ = 0;  // see set_append_growth
 };
 
 }  // namespace kvs

@@ -174,6 +174,11 @@ KVCacheShape CacheManager::cache_shape() const {
 }
 
 void CacheManager::attach(KVCache& cache) {
+  // A cache compressed every N decode steps grows by a small step between compressions; a
+  // geometric overshoot would be re-allocated away at the next one. (Overflow compression
+  // keeps heads within budget + margin, so they never grow once full.)
+  if (plan_.when == CompressWhen::Decode)
+    cache.set_append_growth(std::max<int32_t>({plan_.margin, plan_.every, 1}));
   for (int l = 0; l < info_.n_layer; ++l)
     for (int h = 0; h < info_.n_head_kv; ++h)
       if (policies_[static_cast<size_t>(l) * info_.n_head_kv + h]->needs().attn_accumulated)
@@ -326,15 +331,22 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
     in.seed =
         plan_.seed * 1000003u + static_cast<uint64_t>(layer) * 1009u + static_cast<uint64_t>(h);
     const bool want_keys = needs.keys || needs.attn_window > 0 || needs.attn_last_row;
+    // F32 storage is read in place; other types are dequantized into a copy.
     if (want_keys) {
-      keys.resize(static_cast<size_t>(len) * info_.head_dim_k);
-      cache.read_k(layer, h, keys.data());
-      in.keys = keys.data();
+      in.keys = cache.k_f32(layer, h);
+      if (in.keys == nullptr) {
+        keys.resize(static_cast<size_t>(len) * info_.head_dim_k);
+        cache.read_k(layer, h, keys.data());
+        in.keys = keys.data();
+      }
     }
     if (needs.values) {
-      values.resize(static_cast<size_t>(len) * info_.head_dim_v);
-      cache.read_v(layer, h, values.data());
-      in.values = values.data();
+      in.values = cache.v_f32(layer, h);
+      if (in.values == nullptr) {
+        values.resize(static_cast<size_t>(len) * info_.head_dim_v);
+        cache.read_v(layer, h, values.data());
+        in.values = values.data();
+      }
     }
     if (needs.attn_accumulated) in.attn_acc = cache.scores(layer, h);
     std::vector<float> last, layer_row;
@@ -351,7 +363,7 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
       }
       win.resize(len);
       window_attention(qbuf.data(), pbuf.data(), use, info_.n_head, group, h, info_.head_dim_k,
-                       info_.kq_scale, keys.data(), in.pos, len, win.data());
+                       info_.kq_scale, in.keys, in.pos, len, win.data());
       in.attn_window = win.data();
     }
     if (needs.query_stats && query_stats_[layer].count() > 0) {
@@ -367,7 +379,7 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
       const size_t slot = static_cast<size_t>((ring.count - 1) % window_[layer]);
       last.resize(len);
       window_attention(ring.q.data() + slot * qsz, &ring.pos[slot], 1, info_.n_head, group, h,
-                       info_.head_dim_k, info_.kq_scale, keys.data(), in.pos, len, last.data());
+                       info_.head_dim_k, info_.kq_scale, in.keys, in.pos, len, last.data());
       in.attn_last = last.data();
       layer_row.resize(len);
       for (int32_t i = 0; i < len; ++i) {
@@ -395,8 +407,18 @@ void CacheManager::compress_layer(KVCache& cache, int layer, int64_t n_seen) {
     for (int32_t s = sinks; s < recent_from; ++s)
       if (s != comp) order[h].push_back(s);
     const auto& sc = scores[h];
-    std::stable_sort(order[h].begin(), order[h].end(),
-                     [&](int32_t a, int32_t b) { return sc[a] > sc[b]; });
+    // Best first, ties to the older slot: a strict total order, so selecting the top k with
+    // nth_element keeps exactly the slots a full stable sort would put first. The adaptive
+    // allocator walks each head's candidates in order, so it needs the whole sort.
+    auto better = [&](int32_t a, int32_t b) { return sc[a] > sc[b] || (sc[a] == sc[b] && a < b); };
+    const int64_t k = std::max<int64_t>(0, budgets[h] - n_protected[h]);
+    // (A compensating head may give one of its k slots to the compensation token: sort it too.)
+    if (plan_.allocator == "adaptive" ||
+        policies_[static_cast<size_t>(layer) * nkv + h]->compensates() ||
+        k >= static_cast<int64_t>(order[h].size()))
+      std::sort(order[h].begin(), order[h].end(), better);
+    else
+      std::nth_element(order[h].begin(), order[h].begin() + k, order[h].end(), better);
   }
   std::vector<int64_t> take(nkv, 0);  // unprotected slots each head keeps
   if (plan_.allocator == "adaptive") {

@@ -101,3 +101,58 @@ TEST(KVCache, QuantizedStorageRoundTripsWithinTheTypesPrecision) {
 
 }  // namespace
 }  // namespace kvs
+
+namespace kvs {
+namespace {
+
+TEST(KVCache, AppendGrowthStepAndShrinkHysteresis) {
+  KVCache c(shape(), {200, 200});
+  c.set_append_growth(16);
+  std::vector<float> k, v;
+  fill(k, v, 1, 4, 3);
+  for (int32_t p = 0; p < 40; ++p) c.append(0, k.data(), v.data(), &p, 1);
+  // Single-token appends grow to need + 16: 17, 34, 51.
+  EXPECT_EQ(c.capacity(0, 0), 51);
+  // Evicting a few slots (51 - (37 + 4) = 10 <= 16 spare) keeps the allocation...
+  std::vector<int32_t> keep;
+  for (int32_t s = 0; s < 40; ++s)
+    if (s != 3 && s != 20 && s != 21) keep.push_back(s);
+  c.keep_slots(0, 0, keep, 4);
+  EXPECT_EQ(c.len(0, 0), 37);
+  EXPECT_EQ(c.capacity(0, 0), 51);
+  // ...and moves the runs between the holes intact.
+  const int32_t* pos = c.positions(0, 0);
+  EXPECT_EQ(pos[2], 2);
+  EXPECT_EQ(pos[3], 4);
+  EXPECT_EQ(pos[18], 19);
+  EXPECT_EQ(pos[19], 22);
+  EXPECT_EQ(pos[36], 39);
+  std::vector<float> kk(37 * 4);
+  c.read_k(0, 0, kk.data());
+  EXPECT_EQ(kk[19 * 4], k[0]);  // every token was the same row here; the slot count matters
+  // Evicting most slots frees their memory.
+  c.keep_slots(0, 0, {0, 1, 2, 3, 4}, 4);
+  EXPECT_EQ(c.capacity(0, 0), 9);
+}
+
+TEST(KVCache, KeepSlotsMovesRunsWithTheirContent) {
+  KVCache c(shape(), {8, 8});
+  std::vector<float> k, v;
+  fill(k, v, 5, 4, 3);
+  const int32_t pos[5] = {0, 1, 2, 3, 4};
+  c.append(0, k.data(), v.data(), pos, 5);
+  c.keep_slots(0, 1, {1, 3, 4});
+  ASSERT_EQ(c.len(0, 1), 3);
+  std::vector<float> kk(3 * 4), vv(3 * 3);
+  c.read_k(0, 1, kk.data());
+  c.read_v(0, 1, vv.data());
+  const int32_t want[3] = {1, 3, 4};
+  for (int s = 0; s < 3; ++s) {
+    EXPECT_EQ(c.positions(0, 1)[s], want[s]);
+    for (int d = 0; d < 4; ++d) EXPECT_EQ(kk[s * 4 + d], 100.0f * want[s] + 10.0f + d);
+    for (int d = 0; d < 3; ++d) EXPECT_EQ(vv[s * 3 + d], -(100.0f * want[s] + 10.0f + d));
+  }
+}
+
+}  // namespace
+}  // namespace kvs
