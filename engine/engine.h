@@ -13,7 +13,7 @@
 namespace kvs {
 
 struct EngineOptions {
-  int threads = 0;                      // 0: all hardware threads
+  int threads = 0;                  // 0: all hardware threads
   std::string attention = "flash";  // attention backend name (`--attention`)
 };
 
