@@ -124,7 +124,7 @@ bool Session::truncate(int64_t n) {
 }
 
 std::vector<float> Session::eval(std::span<const int32_t> tokens, int64_t n_logits,
-                                 const ProgressFn& progress) {
+                                 const ProgressFn& progress, bool compress) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) throw Error("nothing to evaluate: the token list is empty");
   // With "positions": "cache" positions never exceed the cache length, so a bounded cache
@@ -153,7 +153,7 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, int64_t n_logi
     history_.insert(history_.end(), tokens.begin() + done, tokens.begin() + done + T);
     n_past_ += T;
     done += T;
-    if (manager_) manager_->after_chunk(*cache_, done == n, n, n_past_);
+    if (manager_ && compress) manager_->after_chunk(*cache_, done == n, n, n_past_);
     if (progress) progress(done, n);
   }
   return logits;

@@ -33,8 +33,11 @@ class Session final : private AttentionContext {
 
   // Evaluates tokens after those already in the cache and returns the logits of the last
   // n_logits of them: [n_logits, n_vocab]. Throws kvs::Error when the context would overflow.
+  // compress=false skips the compression a plan schedules at the end of this evaluation
+  // (a question appended to a compressed context stays whole: the kvpress convention);
+  // overflow-driven compression still bounds the cache.
   std::vector<float> eval(std::span<const int32_t> tokens, int64_t n_logits,
-                          const ProgressFn& progress = {});
+                          const ProgressFn& progress = {}, bool compress = true);
 
   int n_ctx() const { return n_ctx_; }
   // False when no further token fits: the context is full and the cache cannot stream past it.

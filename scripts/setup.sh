@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make pkg-config libgtest-dev libspdlog-dev nlohmann-json3-dev libcli11-dev
-          libsentencepiece-dev libpcre2-dev python3 python3-pip clang libclang-rt-14-dev)
+          libsentencepiece-dev libpcre2-dev python3 python3-pip python3-matplotlib clang
+          libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
