@@ -7,7 +7,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "compare", "results.json")
 SCRIPT = os.path.join(ROOT, "tools", "plot_compare.py")
 EXPECTED = ["accuracy_vs_kv.png", "perplexity_vs_kv.png", "fidelity_vs_kv.png",
