@@ -183,7 +183,9 @@ std::vector<PlanVariant> expand_plans(const std::vector<std::string>& plans,
       base = json{{"policy", entry}};
     } else {
       base = load_cache_plan(entry).json;
-      if (fs::exists(entry)) name = fs::path(entry).stem().string();
+      // Files and shipped plans in subdirectories are labelled by their stem.
+      if (fs::exists(entry) || entry.find('/') != std::string::npos)
+        name = fs::path(entry).stem().string();
     }
     const std::string policy = base.value("policy", "");
     if (policy == "full") continue;

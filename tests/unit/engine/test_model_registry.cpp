@@ -137,8 +137,10 @@ TEST(ModelRegistry, MalformedEntriesNameTheFileAndKey) {
       {"{\"name\": ", "invalid JSON"},
       {"[]", "expected a JSON object"},
   };
-  for (const auto& [text, needle] : cases) {
-    const std::string msg = error_of([&] { parse_model_entry(text, "cfg/m.json"); });
+  for (const auto& c : cases) {
+    const std::string& needle = c.second;
+    // clang 14 cannot capture a structured binding in a lambda: capture the pair.
+    const std::string msg = error_of([&c] { parse_model_entry(c.first, "cfg/m.json"); });
     EXPECT_EQ(msg.rfind("cfg/m.json: ", 0), 0u) << msg;
     EXPECT_NE(msg.find(needle), std::string::npos) << "want '" << needle << "' in: " << msg;
   }
