@@ -55,7 +55,7 @@ json summarize_compare(const std::vector<json>& rows) {
   struct S {
     std::string policy;
     double budget = 1.0;
-    Acc passkey, niah, ppl, kl, top1, tps, frac;
+    Acc passkey, niah, ppl, kl, top1, tps, frac, ppl_frac;
     int64_t max_len = -1;
     double kv_at_max = 0.0;
   };
@@ -78,6 +78,7 @@ json summarize_compare(const std::vector<json>& rows) {
       }
     } else if (task == "perplexity") {
       s.ppl.add(m.value("perplexity", 0.0));
+      s.ppl_frac.add(m.value("kv_fraction", 1.0));
     } else if (task == "fidelity") {
       s.kl.add(m.value("mean_kl", 0.0));
       s.top1.add(m.value("top1_agreement", 0.0));
@@ -88,7 +89,8 @@ json summarize_compare(const std::vector<json>& rows) {
   }
   json out = json::array();
   for (const std::string& label : order) {
-    const S& s = by[label];
+    S& s = by[label];
+    if (s.frac.n == 0) s.frac = s.ppl_frac;  // a perplexity-only run: the cache at its end
     out.push_back(
         {{"plan", label},
          {"policy", s.policy},

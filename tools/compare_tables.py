@@ -49,6 +49,7 @@ def summary(rows, order):
             d["frac"].append(m["kv_fraction"])
         elif t == "perplexity":
             d["ppl"].append(m["perplexity"])
+            d["frac_ppl"].append(m["kv_fraction"])
         elif t == "fidelity":
             d["kl"].append(m["mean_kl"])
             d["top1"].append(m["top1_agreement"])
@@ -57,7 +58,7 @@ def summary(rows, order):
     out = ["| plan | KV kept | passkey | niah | perplexity | mean KL | top-1 |",
            "|---|---:|---:|---:|---:|---:|---:|"]
     for label, d in g.items():
-        frac = mean(d["frac"]) if d["frac"] else mean(d["frac_fid"])
+        frac = mean(d["frac"] or d["frac_fid"] or d["frac_ppl"])
         acc = lambda k: "-" if not d[k] else "{:.2f} ({}/{})".format(
             mean(d[k]), int(sum(d[k])), len(d[k]))
         out.append("| {} | {} | {} | {} | {} | {} | {} |".format(
