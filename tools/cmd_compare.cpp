@@ -39,14 +39,6 @@ struct CompareArgs {
   std::string command_line;
 };
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw Error(p.string() + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 // The suite's text: as given (absolute or from the working directory), else next to the
 // suite file, else from the source tree (shipped suites name ../shared/data/text/...).
 fs::path resolve_text(const CompareSuite& s, const std::string& override_path) {
@@ -102,7 +94,7 @@ void run_compare(const CompareArgs& a) {
   const CompareSuite suite = load_compare_suite(a.suite);
   const std::vector<PlanVariant> variants = expand_plans(a.plans, a.budgets);
   const fs::path text_path = resolve_text(suite, a.text);
-  const std::string text = read_file(text_path);
+  const std::string text = read_whole_file(text_path.string(), "the text");
   auto engine = load_engine(a.model);
   const ModelConfig& c = engine->config();
   int64_t max_ctx = c.n_ctx_train;
@@ -135,7 +127,7 @@ void run_compare(const CompareArgs& a) {
     const CompareCell& cell = cells[i];
     const fs::path file = dir / "cells" / (cell.id + ".json");
     if (!a.fresh && fs::exists(file)) {
-      const json old = json::parse(read_file(file), nullptr, false);
+      const json old = json::parse(read_whole_file(file.string(), "a stored cell"), nullptr, false);
       const json key = runner.cell_key(cell);
       if (!old.is_discarded() && old.is_object() && old.value("task", "") == key["task"] &&
           old["params"] == key["params"] && old["plan"] == key["plan"] &&

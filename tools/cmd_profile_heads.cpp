@@ -45,14 +45,6 @@ fs::path default_text() {
   return (data / "text" / "botchan.txt").lexically_normal();
 }
 
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw Error(p.string() + ": cannot open the haystack text (--text)");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 void make_parent(const std::string& path) {
   const fs::path parent = fs::path(path).parent_path();
   if (!parent.empty()) fs::create_directories(parent);
@@ -171,7 +163,7 @@ void run_profile(ProfileArgs& a) {
   fs::path text_path;
   if (a.method == "retrieval") {
     text_path = a.text.empty() ? default_text() : fs::path(a.text);
-    text = read_text(text_path);
+    text = read_whole_file(text_path.string(), "the haystack text (--text)");
   }
   auto engine = load_engine(a.model);
   const ModelConfig& c = engine->config();

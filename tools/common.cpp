@@ -137,4 +137,12 @@ void Progress::finish() {
   }
 }
 
+std::string read_whole_file(const std::string& path, const std::string& what) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot open " + what);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
 }  // namespace kvs::cli

@@ -41,6 +41,9 @@ SessionOptions session_options(const ModelOptions& o);
 std::string read_prompt(const std::string& prompt, const std::string& file, bool use_stdin,
                         bool required);
 
+// The whole file; kvs::Error "PATH: cannot open <what>" when it cannot be read.
+std::string read_whole_file(const std::string& path, const std::string& what);
+
 // Ctrl-C handling: the first SIGINT sets the flag (work stops cleanly), a second one exits.
 void install_interrupt_handler();
 bool interrupted();
