@@ -66,19 +66,31 @@ void save_head_profile(const HeadProfile& p, const std::string& path) {
   std::filesystem::rename(tmp, path);
 }
 
-std::vector<bool> retrieval_heads(const HeadProfile& p, double threshold, double fraction) {
+std::vector<bool> retrieval_heads(const HeadProfile& p, double threshold, double fraction,
+                                  const std::vector<bool>& eligible) {
+  KVS_CHECK(eligible.empty() || eligible.size() == p.values.size(),
+            "retrieval_heads eligible size");
+  const auto ok = [&](size_t i) { return eligible.empty() || eligible[i]; };
   std::vector<bool> out(p.values.size(), false);
   if (threshold >= 0.0) {
-    for (size_t i = 0; i < p.values.size(); ++i) out[i] = p.values[i] >= threshold;
+    for (size_t i = 0; i < p.values.size(); ++i) out[i] = ok(i) && p.values[i] >= threshold;
     return out;
   }
-  std::vector<size_t> idx(p.values.size());
-  std::iota(idx.begin(), idx.end(), 0);
+  std::vector<size_t> idx;
+  for (size_t i = 0; i < p.values.size(); ++i)
+    if (ok(i)) idx.push_back(i);
   std::stable_sort(idx.begin(), idx.end(),
                    [&](size_t a, size_t b) { return p.values[a] > p.values[b]; });
   const size_t n = static_cast<size_t>(
       std::llround(std::clamp(fraction, 0.0, 1.0) * static_cast<double>(idx.size())));
   for (size_t i = 0; i < n; ++i) out[idx[i]] = true;
+  return out;
+}
+
+std::vector<bool> compressible_heads(const std::vector<bool>& layer_is_swa, int n_head_kv) {
+  std::vector<bool> out;
+  out.reserve(layer_is_swa.size() * static_cast<size_t>(n_head_kv));
+  for (const bool swa : layer_is_swa) out.insert(out.end(), static_cast<size_t>(n_head_kv), !swa);
   return out;
 }
 

@@ -96,7 +96,8 @@ CacheManager::CacheManager(const CachePlan& plan, const CacheModelInfo& info)
     const double thr = plan_.retrieval_threshold < 0 && plan_.retrieval_fraction < 0
                            ? 0.5
                            : plan_.retrieval_threshold;
-    const std::vector<bool> retrieval = retrieval_heads(prof, thr, plan_.retrieval_fraction);
+    const std::vector<bool> retrieval = retrieval_heads(
+        prof, thr, plan_.retrieval_fraction, compressible_heads(info.layer_is_swa, info.n_head_kv));
     for (size_t i = 0; i < retrieval.size(); ++i)
       if (retrieval[i]) {
         resolved_.heads[i].policy = "full";

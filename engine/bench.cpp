@@ -76,7 +76,7 @@ BenchResult run_bench(const Engine& engine, const SessionOptions& opts, const Be
     if (session.manager()) r.manager_seconds += session.manager()->stats().seconds - mgr0;
   }
   mean_stddev(r.tokens_per_s, r.mean, r.stddev);
-  r.kv_bytes_in_use = session.cache().bytes_in_use();
+  r.kv_bytes_in_use = session.kv_bytes_in_use();
   r.kv_bytes_full = session.full_cache_bytes(session.n_past());
   return r;
 }

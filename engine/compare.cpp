@@ -304,6 +304,7 @@ const FidelityReference& CompareRunner::reference(size_t task, int sample,
   SessionOptions so;
   so.n_batch = opts_.n_batch;
   so.n_ctx = static_cast<int>(t.ctx + t.tokens + 8);
+  so.device = "cpu";  // the plans run on the CPU: the reference must share their arithmetic
   FidelityReference ref;
   const FidelityResult r = teacher_forced(engine_, so, ctx, cont, nullptr, &ref, should_stop);
   if (r.steps < ref.steps) throw Interrupted();
@@ -317,6 +318,9 @@ std::optional<json> CompareRunner::run(const CompareCell& cell,
   const PlanVariant& v = variants_[cell.variant];
   SessionOptions so;
   so.n_batch = opts_.n_batch;
+  // Every cell on the CPU, the full cache too: plans run there, and a comparison must not
+  // mix devices' rounding into the policies' differences.
+  so.device = "cpu";
   if (v.policy != "full")
     so.plan = std::make_shared<const CachePlan>(parse_cache_plan(v.plan, v.label));
   json metrics;

@@ -12,6 +12,8 @@ namespace kvs {
 
 std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
+  if (opts.device != "auto" && opts.device != "cpu" && opts.device != "cuda")
+    throw Error("--device must be cpu, cuda or auto, got '" + opts.device + "'");
   std::unique_ptr<Engine> e(new Engine());
   e->attention_ = &find_attention_backend(opts.attention);
   e->weights_ = open_weights(path);
@@ -25,10 +27,25 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const EngineOption
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (threads > 512) throw Error("--threads must be at most 512, got " + std::to_string(threads));
   e->pool_ = std::make_unique<ThreadPool>(threads);
+  if (opts.device != "cpu") {
+    std::string why;
+    if (cuda_available(&why)) {
+      try {
+        e->device_model_ = load_cuda_model(*e->model_);
+        spdlog::info("CUDA: {}", e->device_model_->description());
+      } catch (const Error& err) {
+        if (opts.device == "cuda") throw;
+        spdlog::warn("running on the CPU: {}", err.what());
+      }
+    } else if (opts.device == "cuda") {
+      throw Error("--device cuda: " + why);
+    }
+  }
   e->load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const ModelConfig& c = e->config();
-  spdlog::info("loaded {} ({}, {} layers, {} heads / {} KV heads, vocab {}) in {:.2f} s", path,
-               c.arch, c.n_layer, c.n_head, c.n_head_kv, c.n_vocab, e->load_seconds_);
+  spdlog::info("loaded {} ({}, {} layers, {} heads / {} KV heads, vocab {}) in {:.2f} s on {}",
+               path, c.arch, c.n_layer, c.n_head, c.n_head_kv, c.n_vocab, e->load_seconds_,
+               e->device());
   return e;
 }
 

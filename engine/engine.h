@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/device_runner.h"
 #include "kernels/attention/backend.h"
 #include "kernels/core/thread_pool.h"
 #include "models/formats/weight_source.h"
@@ -15,6 +16,10 @@ namespace kvs {
 struct EngineOptions {
   int threads = 0;                  // 0: all hardware threads
   std::string attention = "flash";  // attention backend name (`--attention`)
+  // `--device`: "cpu", "cuda" (an error when no CUDA device is usable) or "auto" (cuda when
+  // a device is present and the model's weight types run there, else cpu). The command line
+  // defaults to auto; the library to cpu, so that callers opt in to the device.
+  std::string device = "cpu";
 };
 
 class Engine {
@@ -29,6 +34,10 @@ class Engine {
   const AttentionBackend& attention() const { return *attention_; }
   ThreadPool& pool() const { return *pool_; }
   double load_seconds() const { return load_seconds_; }
+  // The weights on the accelerator, or null when sessions run on the CPU.
+  const DeviceModel* device_model() const { return device_model_.get(); }
+  // "cuda" or "cpu": where sessions without a cache plan run.
+  const char* device() const { return device_model_ ? "cuda" : "cpu"; }
 
  private:
   Engine() = default;
@@ -37,6 +46,7 @@ class Engine {
   std::unique_ptr<Tokenizer> tokenizer_;
   const AttentionBackend* attention_ = nullptr;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<DeviceModel> device_model_;  // after model_: it points into it
   double load_seconds_ = 0.0;
 };
 

@@ -102,8 +102,8 @@ GenerateStats generate(Session& session, std::span<const int32_t> prompt,
   }
   if (!stop.stopped()) emit(stop.push(detok.flush()) + stop.flush());
   st.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
-  st.kv_bytes_in_use = session.cache().bytes_in_use();
-  st.kv_bytes_allocated = session.cache().bytes_allocated();
+  st.kv_bytes_in_use = session.kv_bytes_in_use();
+  st.kv_bytes_allocated = session.kv_bytes_allocated();
   return st;
 }
 

@@ -60,10 +60,10 @@ PerplexityResult perplexity(const Engine& engine, const SessionOptions& opts,
       if (should_stop && should_stop()) stop = true;
     }
     ++r.n_chunks;
-    r.kv_bytes_in_use = session.cache().bytes_in_use();
+    r.kv_bytes_in_use = session.kv_bytes_in_use();
     r.kv_bytes_full = session.full_cache_bytes(session.n_past());
   }
-  r.kv_peak_bytes = session.cache().peak_bytes_allocated();
+  r.kv_peak_bytes = session.kv_peak_bytes();
   r.mean_nll = r.n_scored > 0 ? sum / static_cast<double>(r.n_scored) : 0.0;
   r.perplexity = std::exp(r.mean_nll);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -41,6 +41,22 @@ Session::Session(const Engine& engine, const SessionOptions& opts) : engine_(eng
     throw Error("--batch-size must be positive, got " + std::to_string(opts.n_batch));
   n_batch_ = std::min(opts.n_batch, n_ctx_);
   on_queries_ = opts.on_queries;
+  if (opts.device != "auto" && opts.device != "cpu" && opts.device != "cuda")
+    throw Error("--device must be cpu, cuda or auto, got '" + opts.device + "'");
+  if (opts.device == "cuda") {
+    if (engine.device_model() == nullptr)
+      throw Error("--device cuda: the model was not loaded on a CUDA device");
+    if (opts.plan)
+      throw Error(
+          "--device cuda: cache plans run on the CPU in this version (drop --cache or "
+          "use --device cpu)");
+    if (opts.on_queries) throw Error("--device cuda: query observers need the CPU cache");
+  }
+  if (engine.device_model() != nullptr && opts.device != "cpu" && !opts.plan && !opts.on_queries) {
+    runner_ = engine.device_model()->make_runner(n_ctx_, n_batch_);
+    spdlog::debug("session on cuda: {} of KV cache",
+                  human_bytes(static_cast<double>(runner_->kv_bytes_allocated())));
+  }
 
   std::vector<int32_t> max_len(c.n_layer);
   for (int il = 0; il < c.n_layer; ++il) {
@@ -88,6 +104,22 @@ size_t Session::full_cache_bytes(int64_t n_tokens) const {
   return bytes;
 }
 
+size_t Session::kv_bytes_in_use() const {
+  return runner_ ? runner_->kv_bytes_in_use(n_past_) : cache_->bytes_in_use();
+}
+
+size_t Session::kv_bytes_allocated() const {
+  return runner_ ? runner_->kv_bytes_allocated() : cache_->bytes_allocated();
+}
+
+size_t Session::kv_peak_bytes() const {
+  return runner_ ? runner_->kv_bytes_allocated() : cache_->peak_bytes_allocated();
+}
+
+int64_t Session::kv_tokens_in_layer(int layer) const {
+  return runner_ ? runner_->kv_tokens_in_layer(layer, n_past_) : cache_->tokens_in_layer(layer);
+}
+
 bool Session::can_continue() const {
   return (manager_ && manager_->cache_positions()) || n_past_ < n_ctx_;
 }
@@ -103,6 +135,15 @@ void Session::reset() {
 bool Session::truncate(int64_t n) {
   KVS_CHECK(n >= 0 && n <= n_past_);
   if (n == n_past_) return true;
+  if (runner_) {
+    // The device cache keeps every position below n in place (sliding-window layers: a
+    // ring), so only the count changes; a window that already wrapped past n cannot rewind.
+    const ModelConfig& c = engine_.config();
+    if (c.sliding_window > 0 && n_past_ > n + n_batch_) return false;
+    n_past_ = n;
+    history_.resize(static_cast<size_t>(n));
+    return true;
+  }
   // Evicted tokens cannot be restored: a managed cache only continues, never rewinds.
   if (manager_ && manager_->stats().compressions > 0) return false;
   const ModelConfig& c = engine_.config();
@@ -148,8 +189,11 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, int64_t n_logi
     const int64_t first_out = n - n_logits;
     const int64_t chunk_out = std::max<int64_t>(0, done + T - std::max(first_out, done));
     float* dst = logits.data() + (done + T - chunk_out - first_out) * n_vocab;
-    forward(engine_.model(), tokens.subspan(done, T), *this, engine_.pool(), scratch_, chunk_out,
-            chunk_out > 0 ? dst : nullptr);
+    if (runner_)
+      runner_->forward(tokens.subspan(done, T), n_past_, chunk_out, chunk_out > 0 ? dst : nullptr);
+    else
+      forward(engine_.model(), tokens.subspan(done, T), *this, engine_.pool(), scratch_, chunk_out,
+              chunk_out > 0 ? dst : nullptr);
     history_.insert(history_.end(), tokens.begin() + done, tokens.begin() + done + T);
     n_past_ += T;
     done += T;

@@ -22,6 +22,10 @@ struct SessionOptions {
   // Observer of each layer's queries right after attention, rotated as attention saw them:
   // q [T][n_head][head_dim_k], pos [T] (kvsieve calibrate-qfilter collects them).
   std::function<void(int layer, const float* q, const int32_t* pos, int64_t T)> on_queries;
+  // "auto": on the engine's device when it has one and neither a plan nor on_queries is set
+  // (both need the CPU cache), else the CPU. "cpu": always the CPU. "cuda": the device, an
+  // error when that is impossible.
+  std::string device = "auto";
 };
 
 // Called after each prefill chunk with (tokens done, tokens total).
@@ -54,6 +58,12 @@ class Session final : private AttentionContext {
   bool truncate(int64_t n);
   // Bytes a full cache of this session would hold for n tokens.
   size_t full_cache_bytes(int64_t n_tokens) const;
+  // Where this session runs ("cpu" or "cuda") and its KV cache's size, wherever it lives.
+  const char* device() const { return runner_ ? "cuda" : "cpu"; }
+  size_t kv_bytes_in_use() const;
+  size_t kv_bytes_allocated() const;
+  size_t kv_peak_bytes() const;
+  int64_t kv_tokens_in_layer(int layer) const;
 
  private:
   void attend(int layer, const ops::RopeParams& rope, float* q, float* k, const float* v, int64_t T,
@@ -68,7 +78,8 @@ class Session final : private AttentionContext {
   int32_t swa_dropped_below_ = 0;  // sliding-window layers hold no key below this position  // [T]
                                    // positions of the batch being evaluated
   std::unique_ptr<CacheManager> manager_;
-  std::unique_ptr<KVCache> cache_;
+  std::unique_ptr<KVCache> cache_;        // the CPU cache (stays empty on a device)
+  std::unique_ptr<DeviceRunner> runner_;  // set when the session runs on the device
   std::function<void(int, const float*, const int32_t*, int64_t)> on_queries_;  // may be empty
   std::vector<float> roped_k_;     // [len][hd_k] keys rotated at attention time (positions: cache)
   std::vector<int32_t> slot_pos_;  // [n_kv][len] positions the cache mode attends with

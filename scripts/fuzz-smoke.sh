@@ -20,7 +20,7 @@ fi
 # The same configuration as scripts/sanitize.sh, whose build (tests included) this reuses.
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DKVSIEVE_FUZZ=ON -DKVSIEVE_TESTS=ON ${KVSIEVE_CMAKE_ARGS:-} >&2
+  -DKVSIEVE_FUZZ=ON -DKVSIEVE_TESTS=ON -DKVSIEVE_CUDA=OFF ${KVSIEVE_CMAKE_ARGS:-} >&2
 cmake --build "$BUILD_DIR" --target "${targets[@]}" -j"$(nproc)" >&2
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}

@@ -18,11 +18,11 @@ if [ "$COMPILER" = clang ]; then
   # The same configuration as scripts/fuzz-smoke.sh (keep them in step).
   cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-    -DKVSIEVE_FUZZ=ON -DKVSIEVE_TESTS=ON ${KVSIEVE_CMAKE_ARGS:-} >&2
+    -DKVSIEVE_FUZZ=ON -DKVSIEVE_TESTS=ON -DKVSIEVE_CUDA=OFF ${KVSIEVE_CMAKE_ARGS:-} >&2
 else
   BUILD_DIR=${SANITIZE_BUILD_DIR:-build-asan}
   cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DKVSIEVE_SANITIZE=address,undefined ${KVSIEVE_CMAKE_ARGS:-} >&2
+    -DKVSIEVE_SANITIZE=address,undefined -DKVSIEVE_CUDA=OFF ${KVSIEVE_CMAKE_ARGS:-} >&2
 fi
 cmake --build "$BUILD_DIR" -j"$(nproc)" >&2
 

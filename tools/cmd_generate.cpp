@@ -91,10 +91,10 @@ void run_generate(const GenerateArgs& a) {
     j["kv_bytes_in_use"] = st.kv_bytes_in_use;
     j["kv_bytes_allocated"] = st.kv_bytes_allocated;
     j["kv_bytes_full"] = full;
-    j["kv_peak_bytes"] = session.cache().peak_bytes_allocated();
+    j["kv_peak_bytes"] = session.kv_peak_bytes();
     nlohmann::json kept = nlohmann::json::array();
     for (int il = 0; il < engine->config().n_layer; ++il)
-      kept.push_back(session.cache().tokens_in_layer(il));
+      kept.push_back(session.kv_tokens_in_layer(il));
     j["kv_tokens_per_layer"] = kept;
     if (const CacheManager* m = session.manager()) {
       j["cache_plan"] = m->plan().json;

@@ -185,7 +185,9 @@ void run_profile(ProfileArgs& a) {
   save_head_profile(r.profile, a.out);
   // What a plan will see: the values as written (6 significant digits) pick the heads.
   const HeadProfile saved = load_head_profile(a.out);
-  const std::vector<bool> chosen = retrieval_heads(saved, a.threshold, fraction);
+  // The same rule as the cache manager: sliding-window layers never count as retrieval heads.
+  const std::vector<bool> chosen = retrieval_heads(saved, a.threshold, fraction,
+                                                   compressible_heads(c.layer_is_swa, c.n_head_kv));
   const int64_t n_chosen = std::count(chosen.begin(), chosen.end(), true);
   spdlog::info("wrote {}: {} layers x {} KV heads ({} method, {:.1f} s)", a.out, saved.n_layer,
                saved.n_head_kv, a.method, r.seconds);

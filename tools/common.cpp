@@ -51,6 +51,9 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                  "Context size in tokens (default: min(training context, 4096))");
   app.add_option("-b,--batch-size", o.batch, "Prefill chunk size in tokens")->capture_default_str();
   app.add_option("--attention", o.attention, "Attention backend")->capture_default_str();
+  app.add_option("--device", o.device,
+                 "cpu, cuda or auto (cuda when a device is present; cache plans run on the cpu)")
+      ->capture_default_str();
   app.add_option("--cache", o.cache,
                  "KV cache plan: a JSON file or a shipped plan name (configs/cache/NAME.json)");
 }
@@ -72,6 +75,9 @@ std::unique_ptr<Engine> load_engine(const ModelOptions& o) {
   EngineOptions eo;
   eo.threads = o.threads;
   eo.attention = o.attention;
+  if (o.device != "auto" && o.device != "cpu" && o.device != "cuda")
+    throw UsageError("--device must be cpu, cuda or auto, got '" + o.device + "'");
+  eo.device = o.device;
   return Engine::load(resolve_model(o.model).string(), eo);
 }
 
@@ -81,6 +87,7 @@ SessionOptions session_options(const ModelOptions& o) {
   SessionOptions so;
   so.n_ctx = o.ctx;
   so.n_batch = o.batch;
+  so.device = o.device;
   if (!o.cache.empty()) so.plan = std::make_shared<CachePlan>(load_cache_plan(o.cache));
   return so;
 }

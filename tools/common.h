@@ -17,7 +17,8 @@ struct ModelOptions {
   int ctx = 0;
   int batch = 256;
   std::string attention = "flash";
-  std::string cache;  // cache plan: a JSON file or a shipped plan name (configs/cache)
+  std::string device = "auto";  // cpu, cuda or auto
+  std::string cache;            // cache plan: a JSON file or a shipped plan name (configs/cache)
 };
 
 struct SamplingOptions {

@@ -40,7 +40,18 @@ SentencePieceTokenizer::SentencePieceTokenizer(const VocabSpec& spec, const SpMo
   add_space_prefix_ = proto.add_dummy_prefix;
   clean_spaces_ = false;
   byte_level_ = false;
-  const auto status = sp_->LoadFromSerializedProto(model_bytes);
+  // The library's trie builder throws (not a status) on a piece holding a NUL byte, and a
+  // throw from inside it must not escape as anything but kvs::Error.
+  for (size_t i = 0; i < proto.pieces.size(); ++i)
+    if (proto.pieces[i].piece.find('\0') != std::string::npos)
+      throw Error(spec.source + ": SentencePiece piece " + std::to_string(i) +
+                  " contains a NUL byte");
+  sentencepiece::util::Status status;
+  try {
+    status = sp_->LoadFromSerializedProto(model_bytes);
+  } catch (const std::exception& e) {
+    throw Error(spec.source + ": SentencePiece rejects the model: " + e.what());
+  }
   if (!status.ok())
     throw Error(spec.source + ": SentencePiece rejects the model: " + status.ToString());
   // Tokens added by tokenizer_config.json may follow the model's pieces.

@@ -18,7 +18,7 @@ for t in "${targets[@]}"; do
   seeds=(tests/fuzz/corpus/$t)
   [ -d "$B/corpus/$t" ] && seeds=("$B/corpus/$t")
   echo "run_long: $t for ${SECS}s" >&2
-  nice -n 19 "$B/tests/fuzz/$t" "$B/long/$t" "${seeds[@]}" \
+  nice -n "${FUZZ_NICE:-19}" "$B/tests/fuzz/$t" "$B/long/$t" "${seeds[@]}" \
     -max_total_time="$SECS" -timeout=${FUZZ_TIMEOUT:-2} -max_len=${FUZZ_MAX_LEN:-65536} \
     -rss_limit_mb=2048 -malloc_limit_mb=2048 -artifact_prefix="$B/artifacts/$t/" \
     -print_final_stats=1 >"$B/long/$t.log" 2>&1

@@ -268,9 +268,10 @@ TEST(HeadProbe, ShippedProfilesAndDuoPlansMatchTheirModels) {
     const char* plan;
     const char* model;
     int n_layer, n_head, n_head_kv, head_dim, window;
+    double fraction;
   };
-  for (const Shipped& m : {Shipped{"duo-smollm2", "smollm2", 30, 9, 3, 64, 0},
-                           Shipped{"duo-gemma3", "gemma3-270m", 18, 4, 1, 256, 512}}) {
+  for (const Shipped& m : {Shipped{"duo-smollm2", "smollm2", 30, 9, 3, 64, 0, 0.25},
+                           Shipped{"duo-gemma3", "gemma3-270m", 18, 4, 1, 256, 512, 0.67}}) {
     SCOPED_TRACE(m.plan);
     for (const char* method : {"razor", "retrieval"}) {
       const HeadProfile p =
@@ -281,7 +282,7 @@ TEST(HeadProbe, ShippedProfilesAndDuoPlansMatchTheirModels) {
     }
     const CachePlan plan = load_cache_plan(m.plan);
     EXPECT_EQ(plan.defaults.policy, "duo");
-    EXPECT_EQ(plan.retrieval_fraction, 0.25);
+    EXPECT_EQ(plan.retrieval_fraction, m.fraction);
     EXPECT_EQ(plan.head_profile,
               std::string("configs/cache/profiles/") + m.model + "-retrieval.tsv");
     // The plan names the profile relative to the repository root; the manager reads it there.
@@ -297,9 +298,14 @@ TEST(HeadProbe, ShippedProfilesAndDuoPlansMatchTheirModels) {
     for (int l = 0; l < m.n_layer && m.window > 0; ++l) info.layer_is_swa[l] = l % 6 < 5;
     info.n_ctx = 4096;
     const CacheManager mgr(parse_cache_plan(j, plan.source), info);
-    int full = 0;
-    for (const HeadPlan& h : mgr.resolved().heads) full += h.policy == "full" ? 1 : 0;
-    EXPECT_EQ(full, static_cast<int>(std::llround(0.25 * m.n_layer * m.n_head_kv)));
+    // The fraction counts the heads a plan can compress (gemma3: the 3 global layers).
+    int full = 0, compressible = 0;
+    for (size_t i = 0; i < mgr.resolved().heads.size(); ++i) {
+      const bool swa = info.layer_is_swa[i / m.n_head_kv];
+      compressible += swa ? 0 : 1;
+      full += !swa && mgr.resolved().heads[i].policy == "full" ? 1 : 0;
+    }
+    EXPECT_EQ(full, static_cast<int>(std::llround(m.fraction * compressible)));
   }
 }
 

@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "cache/head_profile.h"
 #include "cache/kv_cache.h"
 #include "cache/manager.h"
 #include "cache/plan.h"
@@ -276,6 +277,37 @@ TEST(PoliciesMore, DuoScoresSinksThenRecency) {
   EXPECT_EQ(s[2], 2.0f);
   EXPECT_EQ(s[4], 4.0f);
   EXPECT_TRUE(find_policy("duo", "t").make(json::object(), "t")->needs().head_profile);
+}
+
+TEST(PoliciesMore, RetrievalFractionCountsOnlyCompressibleHeads) {
+  // Gemma 3's shape in small: layer 0 is a sliding-window layer (never compressed by a plan),
+  // layers 1 and 2 are global. The profile's best head is the sliding one; a third of the
+  // heads must still pick a global layer, else the plan would stream both.
+  const std::string prof = temp_path("swa.tsv");
+  std::ofstream(prof) << "1.0\n0.9\n0.1\n";
+  HeadProfile p = load_head_profile(prof);
+  const std::vector<bool> eligible = compressible_heads({true, false, false}, 1);
+  EXPECT_EQ(eligible, (std::vector<bool>{false, true, true}));
+  EXPECT_EQ(retrieval_heads(p, -1.0, 0.34), (std::vector<bool>{true, false, false}));
+  EXPECT_EQ(retrieval_heads(p, -1.0, 0.34, eligible), (std::vector<bool>{false, true, false}));
+  EXPECT_EQ(retrieval_heads(p, 0.05, -1.0, eligible), (std::vector<bool>{false, true, true}));
+
+  CacheModelInfo info = tiny_model(3, 1, 2);
+  info.layer_is_swa = {true, false, false};
+  const json plan = {{"policy", "duo"},      {"params", {{"sinks", 1}}},
+                     {"budget", 4},          {"margin", 0},
+                     {"head_profile", prof}, {"retrieval", {{"fraction", 0.34}}}};
+  CacheManager m(parse_cache_plan(plan, "plan.json"), info);
+  KVCache cache(m.cache_shape(), {64, 64, 64});
+  m.attach(cache);
+  std::vector<float> k(8 * 2, 1.0f), v(8 * 2, 1.0f);  // [8 tokens][1 head][2]
+  std::vector<int32_t> pos = {0, 1, 2, 3, 4, 5, 6, 7};
+  for (int l = 0; l < 3; ++l) cache.append(l, k.data(), v.data(), pos.data(), 8);
+  m.compress(cache, 8);
+  EXPECT_EQ(cache.len(0, 0), 8);  // sliding-window layer: left to its window
+  EXPECT_EQ(cache.len(1, 0), 8);  // the retrieval head
+  EXPECT_EQ(cache.len(2, 0), 4);  // streamed to the budget
+  std::filesystem::remove(prof);
 }
 
 // Token t of head h: K = (t + 100 h, 10 t), V = (-t, 100 + t).

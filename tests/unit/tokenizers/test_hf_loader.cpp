@@ -169,5 +169,23 @@ TEST(SpModelProto, RoundTripsAndRejectsGarbage) {
   EXPECT_THROW(parse_sp_model("", "mem"), Error);
 }
 
+// Found by fuzz_spm_vocab: SentencePiece's trie builder throws its own exception (and the
+// process aborted) on a piece holding a NUL byte. It must be a kvs::Error naming the piece.
+TEST(HfSentencePiece, NulInAPieceIsAnError) {
+  SpModelProto m;
+  m.pieces = {{"<unk>", 0.0f, 2}, {"<s>", 0.0f, 3}, {std::string("a\0b", 3), -1.0f, 1}};
+  m.model_type = 1;
+  m.vocab_size = 3;
+  TempDir d;
+  d.write("tokenizer.model", serialize_sp_model(m));
+  try {
+    (void)load_dir(d);
+    FAIL() << "a NUL byte in a piece must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("piece 2 contains a NUL byte"), std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace kvs

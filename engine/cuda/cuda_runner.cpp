@@ -1,0 +1,169 @@
+// The decoder forward pass on the device: models/model/forward.cpp step by step with the CUDA
+// ops, and a KV cache holding every visible token (a ring of window + batch - 1 slots on
+// sliding-window layers, like the CPU cache).
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <vector>
+
+#include "engine/cuda/cuda_model.h"
+#include "models/model/forward.h"
+
+namespace kvs {
+namespace {
+
+class CudaRunner final : public DeviceRunner {
+ public:
+  CudaRunner(const CudaModel& dm, int n_ctx, int n_batch)
+      : dm_(dm), c_(dm.model().config()), n_ctx_(n_ctx), n_batch_(n_batch) {
+    KVS_CHECK(n_ctx > 0 && n_batch > 0);
+    const int64_t B = n_batch;
+    const int64_t E = c_.n_embd;
+    q_dim_ = int64_t{c_.n_head} * c_.head_dim_k;
+    k_dim_ = int64_t{c_.n_head_kv} * c_.head_dim_k;
+    v_dim_ = int64_t{c_.n_head_kv} * c_.head_dim_v;
+    o_dim_ = int64_t{c_.n_head} * c_.head_dim_v;
+    x_.resize(B * E * 4);           // [B, n_embd] residual stream
+    h_.resize(B * E * 4);           // [B, n_embd] normed input / block output
+    q_.resize(B * q_dim_ * 4);      // [B, n_head, hd_k]
+    k_.resize(B * k_dim_ * 4);      // [B, n_kv, hd_k]
+    v_.resize(B * v_dim_ * 4);      // [B, n_kv, hd_v]
+    att_.resize(B * o_dim_ * 4);    // [B, n_head, hd_v]
+    gate_.resize(B * c_.n_ff * 4);  // [B, n_ff]
+    up_.resize(B * c_.n_ff * 4);    // [B, n_ff]
+    ids_.resize(B * 4);             // [B] token ids
+    pos_.resize(B * 4);             // [B] positions
+    cap_.resize(c_.n_layer);
+    cache_k_.resize(c_.n_layer);
+    cache_v_.resize(c_.n_layer);
+    for (int il = 0; il < c_.n_layer; ++il) {
+      cap_[il] = c_.is_swa(il) ? std::min<int64_t>(n_ctx, c_.sliding_window - 1 + n_batch) : n_ctx;
+      cache_k_[il].resize(static_cast<size_t>(cap_[il]) * k_dim_ * 4);  // [n_kv][cap][hd_k]
+      cache_v_[il].resize(static_cast<size_t>(cap_[il]) * v_dim_ * 4);  // [n_kv][cap][hd_v]
+      allocated_ += cache_k_[il].bytes() + cache_v_[il].bytes();
+    }
+    for (int il = 0; il < c_.n_layer; ++il)
+      rope_[il] = cuda::rope_table(layer_rope(dm.model(), il));
+  }
+
+  void forward(std::span<const int32_t> tokens, int64_t n_past, int64_t n_logits,
+               float* logits) override {
+    const int64_t T = static_cast<int64_t>(tokens.size());
+    KVS_CHECK(T > 0 && T <= n_batch_ && n_logits >= 0 && n_logits <= T);
+    KVS_CHECK(n_past + T <= n_ctx_, "CUDA runner: context overflow");
+    const cudaStream_t s = ctx_.stream();
+    const int64_t E = c_.n_embd;
+    std::vector<int32_t> pos(static_cast<size_t>(T));
+    std::iota(pos.begin(), pos.end(), static_cast<int32_t>(n_past));
+    KVS_CUDA(cudaMemcpyAsync(ids_.get(), tokens.data(), T * 4, cudaMemcpyHostToDevice, s));
+    KVS_CUDA(cudaMemcpyAsync(pos_.get(), pos.data(), T * 4, cudaMemcpyHostToDevice, s));
+    float* x = x_.as<float>();
+    float* h = h_.as<float>();
+    float* q = q_.as<float>();
+    float* k = k_.as<float>();
+    float* v = v_.as<float>();
+    float* att = att_.as<float>();
+    float* gate = gate_.as<float>();
+    float* up = up_.as<float>();
+    const int32_t* dpos = pos_.as<int32_t>();
+
+    cuda::get_rows(dm_.token_embd(), ids_.as<int32_t>(), T, x, s);
+    if (c_.embed_scale) cuda::scale_inplace(x, std::sqrt(static_cast<float>(E)), T * E, s);
+    for (int il = 0; il < c_.n_layer; ++il) {
+      const CudaLayer& L = dm_.layer(il);
+      cuda::rms_norm(x, L.attn_norm, h, T, E, c_.norm_eps, s);
+      cuda::matmul(h, T, L.wq, L.bq, q, ctx_);
+      cuda::matmul(h, T, L.wk, L.bk, k, ctx_);
+      cuda::matmul(h, T, L.wv, L.bv, v, ctx_);
+      if (c_.qk_norm) {
+        cuda::rms_norm(q, L.q_norm, q, T * c_.n_head, c_.head_dim_k, c_.norm_eps, s);
+        cuda::rms_norm(k, L.k_norm, k, T * c_.n_head_kv, c_.head_dim_k, c_.norm_eps, s);
+      }
+      if (c_.q_scale != 1.0f) cuda::scale_inplace(q, c_.q_scale, T * q_dim_, s);
+      cuda::rope(q, T, c_.n_head, c_.head_dim_k, dpos, rope_[il], s);
+      cuda::rope(k, T, c_.n_head_kv, c_.head_dim_k, dpos, rope_[il], s);
+      float* ck = cache_k_[il].as<float>();
+      float* cv = cache_v_[il].as<float>();
+      cuda::store_kv(k, v, T, c_.n_head_kv, c_.head_dim_k, c_.head_dim_v, n_past, cap_[il], ck, cv,
+                     s);
+      cuda::AttentionArgs a;
+      a.q = q;
+      a.q_pos = dpos;
+      a.k = ck;
+      a.v = cv;
+      a.out = att;
+      a.T = T;
+      a.n_keys = n_past + T;
+      a.cap = cap_[il];
+      a.n_head = c_.n_head;
+      a.n_head_kv = c_.n_head_kv;
+      a.head_dim_k = c_.head_dim_k;
+      a.head_dim_v = c_.head_dim_v;
+      a.scale = c_.kq_scale;
+      a.window = c_.is_swa(il) ? c_.sliding_window : 0;
+      a.softcap = c_.attn_softcap;
+      cuda::attention(a, s);
+      cuda::matmul(att, T, L.wo, nullptr, h, ctx_);
+      if (c_.post_norms) cuda::rms_norm(h, L.post_attn_norm, h, T, E, c_.norm_eps, s);
+      cuda::add_inplace(x, h, T * E, s);
+
+      cuda::rms_norm(x, L.ffn_norm, h, T, E, c_.norm_eps, s);
+      cuda::matmul(h, T, L.gate, nullptr, gate, ctx_);
+      cuda::matmul(h, T, L.up, nullptr, up, ctx_);
+      if (c_.activation == Activation::GeluTanh)
+        cuda::gelu_tanh_mul(gate, up, gate, T * c_.n_ff, s);
+      else
+        cuda::silu_mul(gate, up, gate, T * c_.n_ff, s);
+      cuda::matmul(gate, T, L.down, nullptr, h, ctx_);
+      if (c_.post_norms) cuda::rms_norm(h, L.post_ffw_norm, h, T, E, c_.norm_eps, s);
+      cuda::add_inplace(x, h, T * E, s);
+    }
+    if (n_logits > 0) {
+      const int64_t V = c_.n_vocab;
+      logits_.reserve(static_cast<size_t>(n_logits * V) * 4);  // [n_logits, n_vocab]
+      cuda::rms_norm(x + (T - n_logits) * E, dm_.output_norm(), h, n_logits, E, c_.norm_eps, s);
+      cuda::matmul(h, n_logits, dm_.output(), nullptr, logits_.as<float>(), ctx_);
+      if (c_.final_softcap > 0.0f)
+        cuda::softcap_inplace(logits_.as<float>(), c_.final_softcap, n_logits * V, s);
+      KVS_CUDA(cudaMemcpyAsync(logits, logits_.get(), static_cast<size_t>(n_logits * V) * 4,
+                               cudaMemcpyDeviceToHost, s));
+    }
+    ctx_.synchronize();  // also surfaces any kernel's execution error here
+  }
+
+  size_t kv_bytes_in_use(int64_t n_past) const override {
+    size_t b = 0;
+    for (int il = 0; il < c_.n_layer; ++il)
+      b +=
+          static_cast<size_t>(kv_tokens_in_layer(il, n_past)) * (c_.head_dim_k + c_.head_dim_v) * 4;
+    return b;
+  }
+  size_t kv_bytes_allocated() const override { return allocated_; }
+  int64_t kv_tokens_in_layer(int layer, int64_t n_past) const override {
+    // Sliding-window layers still hold the last window - 1 positions (the next query's view).
+    const int64_t held =
+        c_.is_swa(layer) ? std::min<int64_t>(n_past, c_.sliding_window - 1) : n_past;
+    return held * c_.n_head_kv;
+  }
+
+ private:
+  const CudaModel& dm_;
+  const ModelConfig& c_;
+  int64_t n_ctx_, n_batch_;
+  int64_t q_dim_ = 0, k_dim_ = 0, v_dim_ = 0, o_dim_ = 0;
+  cuda::CudaContext ctx_;
+  cuda::DeviceBuffer x_, h_, q_, k_, v_, att_, gate_, up_, ids_, pos_, logits_;
+  std::vector<int64_t> cap_;                           // [n_layer] slots per KV head
+  std::vector<cuda::DeviceBuffer> cache_k_, cache_v_;  // [n_layer]
+  std::map<int, cuda::RopeTable> rope_;
+  size_t allocated_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<DeviceRunner> CudaModel::make_runner(int n_ctx, int n_batch) const {
+  return std::make_unique<CudaRunner>(*this, n_ctx, n_batch);
+}
+
+}  // namespace kvs

@@ -1,0 +1,42 @@
+#pragma once
+// A model evaluated on an accelerator (CUDA), with its own KV cache holding every token of
+// the context (sliding-window layers: their window). Sessions without a cache plan run on
+// it; cache plans stay on the CPU until the cache manager runs on the device.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace kvs {
+
+class Model;
+
+class DeviceRunner {
+ public:
+  virtual ~DeviceRunner() = default;
+  // Evaluates tokens at positions [n_past, n_past + T), T <= the runner's batch, and writes
+  // the logits of the last n_logits of them to host memory: [n_logits, n_vocab].
+  virtual void forward(std::span<const int32_t> tokens, int64_t n_past, int64_t n_logits,
+                       float* logits) = 0;
+  virtual size_t kv_bytes_in_use(int64_t n_past) const = 0;
+  virtual size_t kv_bytes_allocated() const = 0;
+  virtual int64_t kv_tokens_in_layer(int layer, int64_t n_past) const = 0;
+};
+
+class DeviceModel {
+ public:
+  virtual ~DeviceModel() = default;
+  virtual std::string description() const = 0;  // device and uploaded bytes, for logs
+  virtual size_t weight_bytes() const = 0;
+  virtual std::unique_ptr<DeviceRunner> make_runner(int n_ctx, int n_batch) const = 0;
+};
+
+// Whether a CUDA device can be used; *why says why not (built without CUDA, no device).
+bool cuda_available(std::string* why);
+// Uploads the model's weights to CUDA device 0. Throws kvs::Error when the model cannot run
+// there (a weight type without a device kernel, not enough device memory, ...). The Model
+// must outlive the result.
+std::unique_ptr<DeviceModel> load_cuda_model(const Model& m);
+
+}  // namespace kvs

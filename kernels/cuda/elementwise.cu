@@ -1,0 +1,177 @@
+// Norms, RoPE, activations and the KV store: one thread per element (or a block per row),
+// the same float formulas as kernels/cpu/ops.cpp.
+#include <cmath>
+
+#include "kernels/cuda/ops.h"
+
+namespace kvs::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned int blocks_for(int64_t n) {
+  return static_cast<unsigned int>((n + kThreads - 1) / kThreads);
+}
+
+// One block per row. Squares in float and sums in double, as ops::rms_norm does.
+__global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_t n, float eps) {
+  const int64_t r = blockIdx.x;
+  const float* xr = x + r * n;
+  float* yr = y + r * n;
+  double ss = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += static_cast<double>(xr[i] * xr[i]);
+  __shared__ double part[kThreads];
+  part[threadIdx.x] = ss;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    if (static_cast<int>(threadIdx.x) < stride) part[threadIdx.x] += part[threadIdx.x + stride];
+    __syncthreads();
+  }
+  const float scale = 1.0f / sqrtf(static_cast<float>(part[0] / static_cast<double>(n)) + eps);
+  // y may alias x: every thread has read its elements' sum before any is written.
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+    yr[i] = xr[i] * scale * (w != nullptr ? w[i] : 1.0f);
+}
+
+// One thread per (token, head, pair).
+__global__ void rope_kernel(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos,
+                            RopeTable tab) {
+  const int half = tab.n_rot / 2;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= T * n_heads * half) return;
+  const int i = static_cast<int>(idx % half);
+  const int64_t th = idx / half;  // t * n_heads + h
+  const int64_t t = th / n_heads;
+  const float theta = static_cast<float>(pos[t]) * tab.theta[i];
+  float s, c;
+  sincosf(theta, &s, &c);
+  float* v = x + th * head_dim;
+  const int i0 = tab.neox ? i : 2 * i;
+  const int i1 = tab.neox ? i + half : 2 * i + 1;
+  const float a = v[i0], b = v[i1];
+  v[i0] = a * c - b * s;
+  v[i1] = a * s + b * c;
+}
+
+__global__ void silu_mul_kernel(const float* g, const float* u, float* o, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+__global__ void gelu_tanh_mul_kernel(const float* gate, const float* u, float* o, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  const float g = gate[i];
+  o[i] = 0.5f * g * (1.0f + tanhf(kSqrt2OverPi * (g + 0.044715f * g * g * g))) * u[i];
+}
+
+__global__ void add_kernel(float* x, const float* y, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] += y[i];
+}
+
+__global__ void scale_kernel(float* x, float k, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] *= k;
+}
+
+__global__ void softcap_kernel(float* x, float cap, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] = cap * tanhf(x[i] / cap);
+}
+
+// One thread per (token, head, dim) of k and of v.
+__global__ void store_kv_kernel(const float* k, const float* v, int64_t T, int n_kv, int hd_k,
+                                int hd_v, int64_t first, int64_t cap, float* ck, float* cv) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t nk = T * n_kv * hd_k;
+  if (idx < nk) {
+    const int d = static_cast<int>(idx % hd_k);
+    const int64_t th = idx / hd_k;
+    const int h = static_cast<int>(th % n_kv);
+    const int64_t t = th / n_kv;
+    ck[(h * cap + (first + t) % cap) * hd_k + d] = k[idx];
+    return;
+  }
+  const int64_t jdx = idx - nk;
+  if (jdx >= T * n_kv * hd_v) return;
+  const int d = static_cast<int>(jdx % hd_v);
+  const int64_t th = jdx / hd_v;
+  const int h = static_cast<int>(th % n_kv);
+  const int64_t t = th / n_kv;
+  cv[(h * cap + (first + t) % cap) * hd_v + d] = v[jdx];
+}
+
+}  // namespace
+
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps,
+              cudaStream_t s) {
+  if (rows == 0) return;
+  rms_norm_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, s>>>(x, w, y, n, eps);
+  KVS_CUDA_LAUNCHED();
+}
+
+RopeTable rope_table(const ops::RopeParams& p) {
+  KVS_CHECK(p.n_rot > 0 && p.n_rot % 2 == 0 && p.n_rot / 2 <= RopeTable::kMaxPairs,
+            "rope: n_rot " + std::to_string(p.n_rot) + " unsupported on CUDA");
+  RopeTable t;
+  t.n_rot = p.n_rot;
+  t.neox = p.neox;
+  for (int i = 0; i < p.n_rot / 2; ++i) {
+    float f = p.freq_scale * std::pow(p.base, -2.0f * i / p.n_rot);
+    if (p.freq_factors != nullptr) f /= p.freq_factors[i];
+    t.theta[i] = f;
+  }
+  return t;
+}
+
+void rope(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos,
+          const RopeTable& table, cudaStream_t s) {
+  const int64_t n = T * n_heads * (table.n_rot / 2);
+  if (n == 0) return;
+  rope_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, T, n_heads, head_dim, pos, table);
+  KVS_CUDA_LAUNCHED();
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  silu_mul_kernel<<<blocks_for(n), kThreads, 0, s>>>(gate, up, out, n);
+  KVS_CUDA_LAUNCHED();
+}
+
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  gelu_tanh_mul_kernel<<<blocks_for(n), kThreads, 0, s>>>(gate, up, out, n);
+  KVS_CUDA_LAUNCHED();
+}
+
+void add_inplace(float* x, const float* y, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  add_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, y, n);
+  KVS_CUDA_LAUNCHED();
+}
+
+void scale_inplace(float* x, float k, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  scale_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, k, n);
+  KVS_CUDA_LAUNCHED();
+}
+
+void softcap_inplace(float* x, float cap, int64_t n, cudaStream_t s) {
+  if (n == 0) return;
+  softcap_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, cap, n);
+  KVS_CUDA_LAUNCHED();
+}
+
+void store_kv(const float* k, const float* v, int64_t T, int n_kv, int hd_k, int hd_v,
+              int64_t first, int64_t cap, float* cache_k, float* cache_v, cudaStream_t s) {
+  KVS_CHECK(first >= 0 && T <= cap, "store_kv: more tokens than cache slots");
+  const int64_t n = T * n_kv * (hd_k + hd_v);
+  if (n == 0) return;
+  store_kv_kernel<<<blocks_for(n), kThreads, 0, s>>>(k, v, T, n_kv, hd_k, hd_v, first, cap, cache_k,
+                                                     cache_v);
+  KVS_CUDA_LAUNCHED();
+}
+
+}  // namespace kvs::cuda

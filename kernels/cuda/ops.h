@@ -1,0 +1,86 @@
+#pragma once
+// CUDA ops on f32 activations in device memory, the twins of kernels/cpu/ops.h (each is
+// tested against its CPU reference in tests/cuda). Weights are raw GGUF blocks on the device
+// (matmul and get_rows read them directly). Every op is asynchronous on the given stream.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/core/dtype.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cuda/context.h"
+
+namespace kvs::cuda {
+
+// A weight matrix on the device: `rows` outputs of `cols` inputs, row-major GGUF blocks.
+struct DeviceMatrix {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t cols = 0;  // K (inputs)
+  int64_t rows = 0;  // N (outputs)
+};
+
+// Whether matmul / get_rows read this block type on the device.
+bool supports_dtype(DType t);
+
+// Above this many tokens matmul dequantizes W to bf16 and calls cuBLAS; at or below it reads
+// the blocks directly (one warp per output row, the decode path).
+inline constexpr int64_t kGemvMaxTokens = 8;
+
+enum class GemmPath { Auto, Gemv, Gemm };
+
+// y[t, n] = sum_k x[t, k] W[n, k] (+ bias[n]). x: [T, K], bias: [N] or null, y: [T, N].
+void matmul(const float* x, int64_t T, const DeviceMatrix& W, const float* bias, float* y,
+            CudaContext& ctx, GemmPath path = GemmPath::Auto);
+
+// out[i, :] = E[ids[i], :] dequantized. ids: [n] device, E: D = cols, out: [n, D].
+void get_rows(const DeviceMatrix& E, const int32_t* ids, int64_t n, float* out, cudaStream_t s);
+
+// Dequantized W as bf16 bits [rows][cols] (the prefill GEMM's operand, also used in tests).
+void dequantize_bf16(const DeviceMatrix& W, uint16_t* out, cudaStream_t s);
+
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps,
+              cudaStream_t s);
+
+// Per-pair frequencies, computed on the host exactly as ops::rope does.
+struct RopeTable {
+  static constexpr int kMaxPairs = 256;
+  int n_rot = 0;
+  bool neox = false;
+  float theta[kMaxPairs] = {};
+};
+RopeTable rope_table(const ops::RopeParams& p);
+// x: [T, n_heads, head_dim] rotated in place; pos: [T] device.
+void rope(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos,
+          const RopeTable& table, cudaStream_t s);
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
+void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
+void add_inplace(float* x, const float* y, int64_t n, cudaStream_t s);
+void scale_inplace(float* x, float k, int64_t n, cudaStream_t s);
+void softcap_inplace(float* x, float cap, int64_t n, cudaStream_t s);  // cap * tanh(x / cap)
+
+// Full-cache attention, the reference-quality GPU backend: the cache of one layer holds the
+// key and value of position j of every KV head in slot j % cap, for the positions j < n_keys
+// a query may see (a ring on sliding-window layers).
+struct AttentionArgs {
+  const float* q = nullptr;        // [T][n_head][hd_k], rotated
+  const int32_t* q_pos = nullptr;  // [T]
+  const float* k = nullptr;        // [n_kv][cap][hd_k]
+  const float* v = nullptr;        // [n_kv][cap][hd_v]
+  float* out = nullptr;            // [T][n_head][hd_v]
+  int64_t T = 0, n_keys = 0, cap = 0;
+  int n_head = 0, n_head_kv = 0, head_dim_k = 0, head_dim_v = 0;
+  float scale = 1.0f;  // on q·k
+  int window = 0;      // a query at p sees keys at p0 with p - p0 < window; 0 = off
+  float softcap = 0.0f;
+};
+inline constexpr int kMaxAttentionHeadDim = 512;
+void attention(const AttentionArgs& a, cudaStream_t s);
+
+// Copies this batch's k/v rows (positions first .. first + T - 1) into slots position % cap.
+// k: [T][n_kv][hd_k] -> cache [n_kv][cap][hd_k] (the same for v with hd_v).
+void store_kv(const float* k, const float* v, int64_t T, int n_kv, int hd_k, int hd_v,
+              int64_t first, int64_t cap, float* cache_k, float* cache_v, cudaStream_t s);
+
+}  // namespace kvs::cuda

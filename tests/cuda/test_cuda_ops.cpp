@@ -1,0 +1,277 @@
+// Every CUDA op against its CPU reference (kernels/cpu/ops.h, quant.cpp, the reference
+// attention backend), on every weight type the device reads.
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <random>
+
+#include "cuda_test_support.h"
+#include "kernels/attention/backend.h"
+#include "kernels/core/half.h"
+#include "kernels/core/quant.h"
+#include "kernels/core/quant_blocks.h"
+#include "kernels/core/tensor.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cuda/ops.h"
+
+namespace kvs {
+namespace {
+
+using test::rel_err;
+using test::to_device;
+using test::to_host;
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+// Offsets of the fp16 scale fields of a block type, so random blocks get sane scales.
+std::vector<size_t> half_fields(DType t) {
+  switch (t) {
+    case DType::Q2_K:
+      return {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)};
+    case DType::Q3_K:
+      return {offsetof(BlockQ3_K, d)};
+    case DType::Q4_K:
+      return {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)};
+    case DType::Q5_K:
+      return {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)};
+    case DType::Q6_K:
+      return {offsetof(BlockQ6_K, d)};
+    default:
+      return {};
+  }
+}
+
+// A [rows][cols] matrix of type t: quantized from random floats where kvsieve has a
+// quantizer, random blocks with small scales for the K-quants.
+std::vector<uint8_t> random_matrix(DType t, int64_t rows, int64_t cols, uint32_t seed) {
+  const size_t rb = row_bytes(t, cols);
+  std::vector<uint8_t> m(rb * rows);
+  const std::vector<size_t> halves = half_fields(t);
+  if (halves.empty()) {
+    const std::vector<float> f = randn(static_cast<size_t>(rows * cols), seed, 0.5f);
+    for (int64_t r = 0; r < rows; ++r)
+      quantize_row(t, f.data() + r * cols, m.data() + r * rb, cols);
+    return m;
+  }
+  std::mt19937 rng(seed);
+  for (uint8_t& b : m) b = static_cast<uint8_t>(rng());
+  const size_t bb = dtype_traits(t).block_bytes;
+  std::uniform_real_distribution<float> d(0.001f, 0.02f);
+  for (size_t off = 0; off < m.size(); off += bb)
+    for (size_t h : halves) {
+      const uint16_t bits = fp32_to_fp16(d(rng));
+      std::memcpy(m.data() + off + h, &bits, 2);
+    }
+  return m;
+}
+
+const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
+                        DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
+                        DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+TEST(CudaOps, GetRowsEqualsDequantizeRowOnEveryType) {
+  KVS_REQUIRE_CUDA();
+  const int64_t D = 512, V = 37;
+  for (DType t : kTypes) {
+    SCOPED_TRACE(std::string(dtype_name(t)));
+    const std::vector<uint8_t> E = random_matrix(t, V, D, 1);
+    const std::vector<int32_t> ids = {0, 36, 5, 5, 17};
+    std::vector<float> want(ids.size() * D);
+    for (size_t i = 0; i < ids.size(); ++i)
+      dequantize_row(t, E.data() + ids[i] * row_bytes(t, D), want.data() + i * D, D);
+    const auto dE = to_device(E);
+    const auto dids = to_device(ids);
+    cuda::DeviceBuffer out(want.size() * 4);
+    cuda::get_rows({dE.get(), t, D, V}, dids.as<int32_t>(), static_cast<int64_t>(ids.size()),
+                   out.as<float>(), nullptr);
+    // The device may fuse a multiply-add where the CPU rounds twice.
+    EXPECT_LT(rel_err(to_host<float>(out, want.size()), want), 1e-6);
+  }
+}
+
+// GEMV (blocks read directly, f32): within 1e-5 of the exact float matmul; GEMM (bf16
+// operands, f32 accumulation): within 2e-2 of it, relative to the largest output.
+TEST(CudaOps, MatmulMatchesReferenceOnEveryTypeBothPaths) {
+  KVS_REQUIRE_CUDA();
+  cuda::CudaContext ctx;
+  const int64_t K = 768, N = 67;
+  for (DType t : kTypes) {
+    SCOPED_TRACE(std::string(dtype_name(t)));
+    const std::vector<uint8_t> W = random_matrix(t, N, K, 2);
+    Tensor wt;
+    wt.data = W.data();
+    wt.dtype = t;
+    wt.ne = {K, N, 1, 1};
+    wt.n_dims = 2;
+    const std::vector<float> bias = randn(N, 4);
+    const auto dW = to_device(W);
+    const auto dbias = to_device(bias);
+    for (int64_t T : {1, 3, 8, 9, 40}) {
+      SCOPED_TRACE("T=" + std::to_string(T));
+      const std::vector<float> x = randn(static_cast<size_t>(T * K), 3);
+      std::vector<float> want(static_cast<size_t>(T * N));
+      ops::ref::matmul(x.data(), T, wt, bias.data(), want.data());
+      const auto dx = to_device(x);
+      cuda::DeviceBuffer dy(want.size() * 4);
+      for (cuda::GemmPath path : {cuda::GemmPath::Gemv, cuda::GemmPath::Gemm}) {
+        cuda::matmul(dx.as<float>(), T, {dW.get(), t, K, N}, dbias.as<float>(), dy.as<float>(), ctx,
+                     path);
+        ctx.synchronize();
+        const double tol = path == cuda::GemmPath::Gemv ? 1e-5 : 2e-2;
+        EXPECT_LT(rel_err(to_host<float>(dy, want.size()), want), tol)
+            << (path == cuda::GemmPath::Gemv ? "gemv" : "gemm");
+      }
+    }
+  }
+}
+
+TEST(CudaOps, ElementwiseOpsMatchTheCpu) {
+  KVS_REQUIRE_CUDA();
+  const int64_t rows = 7, n = 640;
+  const std::vector<float> x = randn(rows * n, 5, 3.0f), y = randn(rows * n, 6), w = randn(n, 7);
+  const auto dx = to_device(x), dy = to_device(y), dw = to_device(w);
+  cuda::DeviceBuffer out(x.size() * 4);
+  std::vector<float> want(x.size());
+
+  ops::rms_norm(x.data(), w.data(), want.data(), rows, n, 1e-6f);
+  cuda::rms_norm(dx.as<float>(), dw.as<float>(), out.as<float>(), rows, n, 1e-6f, nullptr);
+  EXPECT_LT(rel_err(to_host<float>(out, x.size()), want), 1e-6) << "rms_norm";
+
+  ops::silu_mul(x.data(), y.data(), want.data(), rows * n);
+  cuda::silu_mul(dx.as<float>(), dy.as<float>(), out.as<float>(), rows * n, nullptr);
+  EXPECT_LT(rel_err(to_host<float>(out, x.size()), want), 1e-6) << "silu_mul";
+
+  ops::gelu_tanh_mul(x.data(), y.data(), want.data(), rows * n);
+  cuda::gelu_tanh_mul(dx.as<float>(), dy.as<float>(), out.as<float>(), rows * n, nullptr);
+  EXPECT_LT(rel_err(to_host<float>(out, x.size()), want), 1e-6) << "gelu_tanh_mul";
+
+  std::vector<float> sum = x;
+  ops::add_inplace(sum.data(), y.data(), rows * n);
+  cuda::DeviceBuffer dsum = to_device(x);
+  cuda::add_inplace(dsum.as<float>(), dy.as<float>(), rows * n, nullptr);
+  EXPECT_EQ(to_host<float>(dsum, x.size()), sum) << "add";
+
+  std::vector<float> scaled = x;
+  ops::scale_inplace(scaled.data(), 0.37f, rows * n);
+  cuda::DeviceBuffer dscaled = to_device(x);
+  cuda::scale_inplace(dscaled.as<float>(), 0.37f, rows * n, nullptr);
+  EXPECT_EQ(to_host<float>(dscaled, x.size()), scaled) << "scale";
+
+  std::vector<float> capped = x;
+  for (float& v : capped) v = 2.5f * std::tanh(v / 2.5f);
+  cuda::DeviceBuffer dcap = to_device(x);
+  cuda::softcap_inplace(dcap.as<float>(), 2.5f, rows * n, nullptr);
+  EXPECT_LT(rel_err(to_host<float>(dcap, x.size()), capped), 1e-6) << "softcap";
+}
+
+TEST(CudaOps, RopeMatchesTheCpuInBothLayouts) {
+  KVS_REQUIRE_CUDA();
+  const int64_t T = 5;
+  const int n_heads = 3, hd = 64;
+  const std::vector<int32_t> pos = {0, 1, 17, 4095, 30000};
+  const std::vector<float> factors = [] {
+    std::vector<float> f(32);
+    for (int i = 0; i < 32; ++i) f[i] = 1.0f + 0.25f * static_cast<float>(i % 5);
+    return f;
+  }();
+  const auto dpos = to_device(pos);
+  for (bool neox : {false, true}) {
+    for (const float* ff : {static_cast<const float*>(nullptr), factors.data()}) {
+      SCOPED_TRACE(std::string(neox ? "neox" : "normal") + (ff ? " with factors" : ""));
+      ops::RopeParams p;
+      p.n_rot = hd;
+      p.base = 10000.0f;
+      p.freq_scale = 0.5f;
+      p.neox = neox;
+      p.freq_factors = ff;
+      std::vector<float> x = randn(T * n_heads * hd, 8);
+      const auto dx = to_device(x);
+      ops::rope(x.data(), T, n_heads, hd, pos.data(), p);
+      cuda::rope(dx.as<float>(), T, n_heads, hd, dpos.as<int32_t>(), cuda::rope_table(p), nullptr);
+      // Device sin/cos of angles up to ~3e4 radians differ from libm by a few ulps of the angle.
+      EXPECT_LT(rel_err(to_host<float>(dx, x.size()), x), 1e-4);
+    }
+  }
+}
+
+// The full-cache attention against the reference backend: GQA, causal, sliding window with
+// a wrapped ring, softcap, and head dims below and above a warp.
+TEST(CudaOps, AttentionMatchesTheReferenceBackend) {
+  KVS_REQUIRE_CUDA();
+  struct Case {
+    int n_head, n_kv, hd, window;
+    float softcap;
+    int64_t n_past, T, cap;
+  };
+  const AttentionBackend& ref = find_attention_backend("reference");
+  ThreadPool pool(1);
+  for (const Case& c :
+       {Case{4, 2, 64, 0, 0.0f, 0, 7, 64}, Case{8, 8, 8, 0, 0.0f, 30, 1, 64},
+        Case{4, 1, 256, 16, 0.0f, 40, 6, 16 - 1 + 8}, Case{6, 3, 128, 0, 30.0f, 100, 3, 128}}) {
+    SCOPED_TRACE("heads " + std::to_string(c.n_head) + "/" + std::to_string(c.n_kv) + " hd " +
+                 std::to_string(c.hd) + " window " + std::to_string(c.window));
+    const int64_t n = c.n_past + c.T;
+    // Keys and values of positions 0..n-1 per KV head, as the CPU sees them: [n_kv][n][hd].
+    const std::vector<float> k = randn(c.n_kv * n * c.hd, 9), v = randn(c.n_kv * n * c.hd, 10);
+    const std::vector<float> q = randn(c.T * c.n_head * c.hd, 11);
+    std::vector<int32_t> kpos(n), qpos(c.T);
+    for (int64_t j = 0; j < n; ++j) kpos[j] = static_cast<int32_t>(j);
+    for (int64_t t = 0; t < c.T; ++t) qpos[t] = static_cast<int32_t>(c.n_past + t);
+    KVView view;
+    for (int h = 0; h < c.n_kv; ++h) {
+      KVHeadView hv;
+      hv.k = k.data() + h * n * c.hd;
+      hv.v = v.data() + h * n * c.hd;
+      hv.pos = kpos.data();
+      hv.len = static_cast<int32_t>(n);
+      view.heads.push_back(hv);
+    }
+    const AttentionShape shape{c.n_head, c.n_kv,   c.hd, c.hd, 1.0f / std::sqrt(float(c.hd)),
+                               c.window, c.softcap};
+    std::vector<float> want(c.T * c.n_head * c.hd);
+    ref.attend(shape, q.data(), qpos.data(), c.T, view, want.data(), pool);
+
+    // The device cache: position j in slot j % cap, filled in order so a ring wraps.
+    cuda::DeviceBuffer ck(c.n_kv * c.cap * c.hd * 4), cv(c.n_kv * c.cap * c.hd * 4);
+    for (int64_t j = 0; j < n; ++j) {
+      std::vector<float> kj(c.n_kv * c.hd), vj(c.n_kv * c.hd);  // [1][n_kv][hd]
+      for (int h = 0; h < c.n_kv; ++h)
+        for (int d = 0; d < c.hd; ++d) {
+          kj[h * c.hd + d] = k[(h * n + j) * c.hd + d];
+          vj[h * c.hd + d] = v[(h * n + j) * c.hd + d];
+        }
+      const auto dk = to_device(kj), dv = to_device(vj);
+      cuda::store_kv(dk.as<float>(), dv.as<float>(), 1, c.n_kv, c.hd, c.hd, j, c.cap,
+                     ck.as<float>(), cv.as<float>(), nullptr);
+      KVS_CUDA(cudaDeviceSynchronize());
+    }
+    const auto dq = to_device(q), dqpos = to_device(qpos);
+    cuda::DeviceBuffer out(want.size() * 4);
+    cuda::AttentionArgs a;
+    a.q = dq.as<float>();
+    a.q_pos = dqpos.as<int32_t>();
+    a.k = ck.as<float>();
+    a.v = cv.as<float>();
+    a.out = out.as<float>();
+    a.T = c.T;
+    a.n_keys = n;
+    a.cap = c.cap;
+    a.n_head = c.n_head;
+    a.n_head_kv = c.n_kv;
+    a.head_dim_k = a.head_dim_v = c.hd;
+    a.scale = shape.scale;
+    a.window = c.window;
+    a.softcap = c.softcap;
+    cuda::attention(a, nullptr);
+    EXPECT_LT(rel_err(to_host<float>(out, want.size()), want), 1e-5);
+  }
+}
+
+}  // namespace
+}  // namespace kvs
