@@ -86,25 +86,9 @@ unsigned int blocks_for(int64_t n, int threads) {
 
 }  // namespace
 
+// dequant.cuh covers every type a weight may be stored in.
 bool supports_dtype(DType t) {
-  switch (t) {
-    case DType::F32:
-    case DType::F16:
-    case DType::BF16:
-    case DType::Q4_0:
-    case DType::Q4_1:
-    case DType::Q5_0:
-    case DType::Q5_1:
-    case DType::Q8_0:
-    case DType::Q2_K:
-    case DType::Q3_K:
-    case DType::Q4_K:
-    case DType::Q5_K:
-    case DType::Q6_K:
-      return true;
-    default:
-      return false;
-  }
+  return dtype_is_weight_type(t);
 }
 
 void dequantize_bf16(const DeviceMatrix& W, uint16_t* out, cudaStream_t s) {
