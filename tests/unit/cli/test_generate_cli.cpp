@@ -100,6 +100,27 @@ TEST(GenerateCli, InvalidSamplingValuesNameTheOption) {
   }
 }
 
+// --device: an unknown name is a usage error; cuda with a cache plan is refused in one line
+// on any machine (no device here, or plans not running on the device there).
+TEST(GenerateCli, DeviceErrorsNameTheOption) {
+  KVS_REQUIRE_FILE(KVS_STORIES);
+  auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once", "-n", "4", "--device", "gpu"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--device must be cpu, cuda or auto, got 'gpu'"), std::string::npos)
+      << r.err;
+  r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once", "-n", "4", "--device", "cuda",
+               "--cache", "knorm-50"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--device cuda"), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines(r.err.substr(r.err.find("kvsieve: error"))), 1) << r.err;
+  EXPECT_EQ(r.out, "");
+  // auto (the default) and cpu generate the golden text wherever they run.
+  r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once upon a time", "-n", "30", "--temp", "0",
+               "--device", "cpu"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind(kWant.substr(0, 40), 0), 0u) << r.out;
+}
+
 TEST(GenerateCli, UnknownChatTemplateAndMissingTemplate) {
   KVS_REQUIRE_FILE(KVS_STORIES);
   auto r =
