@@ -124,7 +124,9 @@ HeadProbeResult probe_razor(const Engine& engine, SessionOptions so, const HeadP
   const ModelConfig& c = engine.config();
   const Tokenizer& tok = engine.tokenizer();
   const int samples = o.samples > 0 ? o.samples : 4;
-  if (o.repeats < 2) throw UsageError("--repeats must be >= 2: echo and induction need a copy");
+  if (o.repeats < 2)
+    throw Error("--repeats must be >= 2 (echo and induction need a copy), got " +
+                std::to_string(o.repeats));
   const std::vector<int32_t> vocab = ordinary_token_ids(tok);
   if (vocab.size() < 2) throw Error("the model's vocabulary has no ordinary tokens to draw");
   const int32_t bos = tok.special().add_bos ? tok.special().bos : -1;

@@ -4,12 +4,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <numeric>
 
 #include "kernels/core/error.h"
 
 namespace kvs {
 namespace {
+
+struct MemoryLimit {
+  size_t bytes = 0;
+  std::string source;
+};
 
 std::string human_bytes(double b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -23,9 +30,44 @@ std::string human_bytes(double b) {
   return buf;
 }
 
-size_t physical_memory() {
+// A number of bytes from a one-line file such as cgroup v2 memory.max ("max" or absent: 0).
+size_t read_limit_file(const char* path) {
+  std::FILE* f = std::fopen(path, "r");
+  if (f == nullptr) return 0;
+  unsigned long long v = 0;
+  const bool ok = std::fscanf(f, "%llu", &v) == 1;
+  std::fclose(f);
+  return ok ? static_cast<size_t>(v) : 0;
+}
+
+// The memory a KV cache may take: physical memory, lowered by a container's cgroup limit (a
+// cache that fits the host but not the container would be killed, not refused), or by
+// KVSIEVE_MEMORY_LIMIT (bytes), which also makes the check testable. 0: unknown.
+MemoryLimit memory_limit() {
+  MemoryLimit m;
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page) : 0;
+  if (pages > 0 && page > 0) {
+    m.bytes = static_cast<size_t>(pages) * static_cast<size_t>(page);
+    m.source = "this machine's memory";
+  }
+  for (const char* path :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    const size_t v = read_limit_file(path);
+    if (v > 0 && (m.bytes == 0 || v < m.bytes)) {
+      m.bytes = v;
+      m.source = std::string("the cgroup memory limit (") + path + ")";
+    }
+  }
+  if (const char* env = std::getenv("KVSIEVE_MEMORY_LIMIT"); env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(env, &end, 10);
+    if (end == env || *end != '\0' || v == 0)
+      throw Error(std::string("KVSIEVE_MEMORY_LIMIT: expected a positive number of bytes, got '") +
+                  env + "'");
+    m.bytes = static_cast<size_t>(v);
+    m.source = "KVSIEVE_MEMORY_LIMIT";
+  }
+  return m;
 }
 
 }  // namespace
@@ -34,7 +76,8 @@ Session::Session(const Engine& engine, const SessionOptions& opts) : engine_(eng
   const ModelConfig& c = engine.config();
   n_ctx_ = opts.n_ctx > 0 ? opts.n_ctx : std::min(c.n_ctx_train, 4096);
   if (opts.n_ctx < 0) throw Error("--ctx-size must be positive, got " + std::to_string(opts.n_ctx));
-  if (n_ctx_ > (1 << 24)) throw Error("--ctx-size " + std::to_string(n_ctx_) + " is too large");
+  if (n_ctx_ > (1 << 24))
+    throw Error("--ctx-size " + std::to_string(n_ctx_) + " is too large (at most 16777216)");
   if (n_ctx_ > c.n_ctx_train)
     spdlog::warn("context {} exceeds the model's training context {}", n_ctx_, c.n_ctx_train);
   if (opts.n_batch <= 0)
@@ -78,11 +121,12 @@ Session::Session(const Engine& engine, const SessionOptions& opts) : engine_(eng
   size_t need = 0;
   for (int il = 0; il < c.n_layer; ++il)
     need += static_cast<size_t>(max_len[il]) * c.n_head_kv * cache_->slot_bytes(il);
-  const size_t phys = physical_memory();
-  if (!bounded && phys > 0 && need > phys / 10 * 8)
+  // 80%: the weights, activations and the rest of the process need room too.
+  const MemoryLimit mem = memory_limit();
+  if (!bounded && mem.bytes > 0 && need > mem.bytes / 10 * 8)
     throw Error("the KV cache for a context of " + std::to_string(n_ctx_) + " tokens needs " +
-                human_bytes(static_cast<double>(need)) + ", more than this machine's memory (" +
-                human_bytes(static_cast<double>(phys)) +
+                human_bytes(static_cast<double>(need)) + ", more than 80% of " + mem.source + " (" +
+                human_bytes(static_cast<double>(mem.bytes)) +
                 "); use a smaller --ctx-size or a cache plan");
   spdlog::debug("KV cache: {} allocated for {} tokens", human_bytes(static_cast<double>(need)),
                 n_ctx_);

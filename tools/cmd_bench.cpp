@@ -26,7 +26,8 @@ struct BenchArgs {
 void check_sizes(const std::vector<int>& v, const char* opt, bool zero_ok) {
   for (int x : v)
     if (x < 0 || (x == 0 && !zero_ok) || x > (1 << 22))
-      throw UsageError(std::string(opt) + ": " + std::to_string(x) + " is not a valid size");
+      throw Error(std::string(opt) + ": " + std::to_string(x) +
+                  " is not a valid size (0 to 4194304)");
 }
 
 void run_bench_cmd(BenchArgs& a) {
@@ -34,10 +35,10 @@ void run_bench_cmd(BenchArgs& a) {
   check_sizes(a.n_prompt, "-p", true);
   check_sizes(a.n_gen, "-n", true);
   check_sizes(a.depth, "-d", true);
-  if (a.reps <= 0)
-    throw UsageError("-r: repetitions must be positive, got " + std::to_string(a.reps));
+  if (a.reps <= 0) throw Error("-r: repetitions must be positive, got " + std::to_string(a.reps));
   if (a.model.ctx != 0)
     throw UsageError("bench sizes the context itself: give depths with -d, not --ctx-size");
+  check_model_options(a.model);
   auto engine = load_engine(a.model);
   const SessionOptions so = session_options(a.model);
   std::vector<BenchTest> tests;

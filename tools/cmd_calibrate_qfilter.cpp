@@ -27,6 +27,9 @@ void run_calibrate(const CalibrateArgs& a) {
   install_interrupt_handler();
   if (!a.model.cache.empty())
     throw UsageError("--cache: calibration needs every query of a full cache, give no plan");
+  if (a.samples < 1) throw Error("--samples must be >= 1, got " + std::to_string(a.samples));
+  if (a.seq_len < 2) throw Error("--seq-len must be >= 2, got " + std::to_string(a.seq_len));
+  check_model_options(a.model);
   const std::string text = read_prompt("", a.file, false, true);
   auto engine = load_engine(a.model);
   const ModelConfig& c = engine->config();
@@ -34,7 +37,8 @@ void run_calibrate(const CalibrateArgs& a) {
   const int32_t bos = tok.special().add_bos ? tok.special().bos : -1;
   const std::vector<int32_t> ids = tok.encode(text, false, false);
   const int64_t body = a.seq_len - (bos >= 0 ? 1 : 0);
-  if (body < 1) throw UsageError("--seq-len must leave room for text after BOS");
+  if (body < 1)
+    throw Error("--seq-len " + std::to_string(a.seq_len) + " leaves no room for text after BOS");
   const int64_t n_seq = std::min<int64_t>(a.samples, static_cast<int64_t>(ids.size()) / body);
   if (n_seq < 1)
     throw Error(a.file + ": " + std::to_string(ids.size()) +
@@ -64,7 +68,7 @@ void run_calibrate(const CalibrateArgs& a) {
   if (interrupted()) throw Error("interrupted: no calibration written");
   const Calibration cal = calib.finish();
   const std::filesystem::path parent = std::filesystem::path(a.out).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent);
+  if (!parent.empty()) create_directories_or_throw(parent, a.out);
   save_calibration(cal, a.out);
   spdlog::info("wrote {}: {} layers x {} KV heads x {} dims from {} sequences of {} tokens", a.out,
                cal.n_layer, cal.n_head_kv, cal.head_dim, n_seq, a.seq_len);
@@ -77,11 +81,7 @@ void setup_calibrate(CLI::App& app) {
   app.add_option("-o,--output", a.out, "Filters file to write (.json, else binary)")->required();
   app.add_option("--samples", a.samples, "Sequences to run")->capture_default_str();
   app.add_option("--seq-len", a.seq_len, "Tokens per sequence")->capture_default_str();
-  app.callback([] {
-    if (a.samples < 1) throw UsageError("--samples must be >= 1");
-    if (a.seq_len < 2) throw UsageError("--seq-len must be >= 2");
-    run_calibrate(a);
-  });
+  app.callback([] { run_calibrate(a); });
 }
 
 }  // namespace

@@ -25,6 +25,10 @@ struct ChatArgs {
 
 void run_chat(const ChatArgs& a) {
   install_interrupt_handler();
+  // Every option is checked before the model loads.
+  if (a.n_predict < -1)
+    throw Error("--n-predict must be >= -1, got " + std::to_string(a.n_predict));
+  (void)a.sampling.params();
   auto engine = load_engine(a.model);
   const ChatTemplate tmpl = resolve_model_chat_template(*engine, a.chat_template);
   Session session(*engine, session_options(a.model));

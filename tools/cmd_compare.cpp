@@ -95,6 +95,7 @@ void run_compare(const CompareArgs& a) {
   const std::vector<PlanVariant> variants = expand_plans(a.plans, a.budgets);
   const fs::path text_path = resolve_text(suite, a.text);
   const std::string text = read_whole_file(text_path.string(), "the text");
+  check_model_options(a.model);
   auto engine = load_engine(a.model);
   const ModelConfig& c = engine->config();
   int64_t max_ctx = c.n_ctx_train;
@@ -116,7 +117,7 @@ void run_compare(const CompareArgs& a) {
   if (cells.empty()) throw Error(suite.source + ": no task fits the model's context");
 
   const fs::path dir(a.out);
-  fs::create_directories(dir / "cells");
+  create_directories_or_throw(dir / "cells", "--out");
   spdlog::info("compare: {} cells ({} plan variants) into {}", cells.size(), variants.size(),
                dir.string());
   std::vector<json> rows;

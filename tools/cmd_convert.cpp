@@ -28,7 +28,7 @@ DType parse_dtype(const std::string& s, const std::string& input) {
   if (s == "f16") return DType::F16;
   if (s == "bf16") return DType::BF16;
   if (s == "auto") return default_hf_dtype(*open_weights(input));
-  throw UsageError("--dtype must be f32, f16, bf16 or auto, not '" + s + "'");
+  throw Error("--dtype must be f32, f16, bf16 or auto, not '" + s + "'");
 }
 
 void run_convert(const ConvertArgs& a) {

@@ -31,15 +31,21 @@ struct GenerateArgs {
 
 void run_generate(const GenerateArgs& a) {
   install_interrupt_handler();
+  // Every option is checked before the model loads.
+  if (a.n_predict < -1)
+    throw Error("--n-predict must be >= -1, got " + std::to_string(a.n_predict));
+  for (const std::string& s : a.stop)
+    if (s.empty()) throw Error("--stop: an empty stop string would stop before the first token");
+  check_model_options(a.model);
+  GenerateOptions go;
+  go.n_predict = a.n_predict;
+  go.sampling = a.sampling.params();
+  go.stop = a.stop;
   const std::string text = read_prompt(a.prompt, a.file, a.use_stdin, true);
   auto engine = load_engine(a.model);
   Session session(*engine, session_options(a.model));
   const Tokenizer& tok = engine->tokenizer();
 
-  GenerateOptions go;
-  go.n_predict = a.n_predict;
-  go.sampling = a.sampling.params();
-  go.stop = a.stop;
   go.ignore_eos = a.ignore_eos;
   std::vector<int32_t> prompt;
   if (a.chat) {
@@ -123,18 +129,17 @@ void setup_generate(CLI::App& app) {
       ->capture_default_str();
   app.add_flag("--json", a.json,
                "Print one JSON object with the text and statistics instead of streaming");
-  app.add_flag("--chat", a.chat, "Wrap the prompt as a user turn in the model's chat template");
-  app.add_option("--system", a.system, "System message (with --chat)");
+  CLI::Option* chat =
+      app.add_flag("--chat", a.chat, "Wrap the prompt as a user turn in the model's chat template");
+  app.add_option("--system", a.system, "System message (with --chat)")->needs(chat);
   app.add_option("--chat-template", a.chat_template,
-                 "Chat template family: chatml, gemma, llama2, llama3");
+                 "Chat template family: chatml, gemma, llama2, llama3 (with --chat)")
+      ->needs(chat);
   app.add_option("--stop", a.stop, "Stop string (repeatable); not printed");
   app.add_flag("--special", a.special, "Parse special-token text in the prompt");
   app.add_flag("--no-bos", a.no_bos, "Do not add the BOS token");
   app.add_flag("--ignore-eos", a.ignore_eos, "Keep generating past end-of-generation tokens");
-  app.callback([] {
-    if (a.n_predict < -1) throw UsageError("--n-predict must be >= -1");
-    run_generate(a);
-  });
+  app.callback([] { run_generate(a); });
 }
 
 }  // namespace

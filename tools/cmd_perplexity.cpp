@@ -21,6 +21,10 @@ struct PerplexityArgs {
 
 void run_perplexity(const PerplexityArgs& a) {
   install_interrupt_handler();
+  if (a.max_tokens < 0)
+    throw Error("--max-tokens must be >= 0 (0: the whole text), got " +
+                std::to_string(a.max_tokens));
+  check_model_options(a.model);
   const std::string text = read_prompt("", a.file, false, true);
   auto engine = load_engine(a.model);
   std::vector<int32_t> tokens = engine->tokenizer().encode(text, true, false);
@@ -61,7 +65,8 @@ void setup_perplexity(CLI::App& app) {
   static PerplexityArgs a;
   add_model_options(app, a.model);
   app.add_option("-f,--file", a.file, "Text file to evaluate")->required();
-  app.add_option("--max-tokens", a.max_tokens, "Evaluate at most this many tokens of the text");
+  app.add_option("--max-tokens", a.max_tokens,
+                 "Evaluate at most this many tokens of the text (0: all)");
   app.add_flag("--json", a.json, "Print one JSON object");
   app.callback([] { run_perplexity(a); });
 }

@@ -2,6 +2,7 @@
 // writes a DuoAttention-style head profile for plans with "head_profile" (duo, razor), the
 // raw per-head scores as JSON, and a heatmap drawn by tools/plot_heads.py.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
@@ -11,10 +12,12 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "engine/model_registry.h"
 #include "engine/profile_heads.h"
 #include "kernels/core/error.h"
+#include "models/formats/safetensors_writer.h"
 #include "tools/command.h"
 #include "tools/common.h"
 
@@ -37,6 +40,11 @@ struct ProfileArgs {
   double fraction = -1.0;
   double threshold = -1.0;
   int top = 10;
+  CLI::Option* samples_given = nullptr;  // set once options are added; count() > 0 when given
+  CLI::Option* segment_given = nullptr;
+  CLI::Option* length_given = nullptr;
+  CLI::Option* fraction_given = nullptr;
+  CLI::Option* threshold_given = nullptr;
 };
 
 fs::path default_text() {
@@ -47,7 +55,7 @@ fs::path default_text() {
 
 void make_parent(const std::string& path) {
   const fs::path parent = fs::path(path).parent_path();
-  if (!parent.empty()) fs::create_directories(parent);
+  if (!parent.empty()) create_directories_or_throw(parent, path);
 }
 
 nlohmann::json rows(const std::vector<double>& v, int n_layer, int n_col) {
@@ -60,12 +68,7 @@ nlohmann::json rows(const std::vector<double>& v, int n_layer, int n_col) {
 
 void write_json(const nlohmann::json& j, const std::string& path) {
   make_parent(path);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp);
-    if (!f || !(f << j.dump(1) << "\n")) throw Error(path + ": cannot write JSON");
-  }
-  fs::rename(tmp, path);
+  write_file_atomic(path, j.dump(1) + "\n");
 }
 
 // Runs argv[0] from PATH (or as a path) and returns its exit status, or -1 when it cannot be
@@ -143,19 +146,30 @@ void plot(const ProfileArgs& a, const ModelConfig& c, const std::vector<bool>& c
 void run_profile(ProfileArgs& a) {
   install_interrupt_handler();
   if (a.method != "razor" && a.method != "retrieval" && a.method != "random")
-    throw UsageError("--method '" + a.method + "' is not one of razor, retrieval, random");
+    throw Error("--method '" + a.method + "' is not one of razor, retrieval, random");
   if (!a.model.cache.empty())
     throw UsageError("--cache: head probes need every key of a full cache, give no plan");
-  if (a.probe.samples < 0) throw UsageError("--samples must be >= 1");
-  if (a.top < 0) throw UsageError("--top must be >= 0");
-  for (const auto& [name, v] : {std::pair{"--fraction", a.fraction}, {"--threshold", a.threshold}})
-    if (v != -1.0 && !(v >= 0.0 && v <= 1.0))
-      throw UsageError(std::string(name) + " must be in [0, 1], got " + std::to_string(v));
+  // 0 stands for "default" inside HeadProbeOptions, so a 0 given on the command line is refused
+  // here rather than silently replaced.
+  for (const auto& [name, v, given] : {std::tuple{"--samples", a.probe.samples, a.samples_given},
+                                       {"--segment", a.probe.segment, a.segment_given},
+                                       {"--length", a.probe.length, a.length_given}})
+    if (given->count() > 0 && v < 1)
+      throw Error(std::string(name) + " must be >= 1, got " + std::to_string(v));
+  if (a.probe.repeats < 2)
+    throw Error("--repeats must be >= 2 (echo and induction need a copy), got " +
+                std::to_string(a.probe.repeats));
+  if (a.top < 0) throw Error("--top must be >= 0, got " + std::to_string(a.top));
+  for (const auto& [name, v, given] : {std::tuple{"--fraction", a.fraction, a.fraction_given},
+                                       {"--threshold", a.threshold, a.threshold_given}})
+    if (given->count() > 0 && !(v >= 0.0 && v <= 1.0))
+      throw Error(fmt::format("{} must be in [0, 1], got {}", name, v));
   try {
     a.probe.normalize = parse_normalize(a.normalize);
   } catch (const Error& e) {
-    throw UsageError(std::string("--normalize: ") + e.what());
+    throw Error(std::string("--normalize: ") + e.what());
   }
+  check_model_options(a.model);
   const double fraction = a.threshold < 0.0 && a.fraction < 0.0 ? 0.25 : a.fraction;
 
   // Bad input is found before the model loads.
@@ -254,16 +268,19 @@ void setup_profile_heads(CLI::App& app) {
   static ProfileArgs a;
   add_model_options(app, a.model);
   app.add_option("--method", a.method, "Probe: razor, retrieval or random")->capture_default_str();
-  app.add_option("--samples", a.probe.samples,
-                 "Random sequences (razor, default 4) or prompts (retrieval, default 8)");
+  a.samples_given = app.add_option("--samples", a.probe.samples,
+                                   "Random sequences (razor, default 4) or prompts (retrieval, "
+                                   "default 8)");
   app.add_option("--seed", a.probe.seed, "Seed of the random tokens, prompts or values")
       ->capture_default_str();
-  app.add_option("--segment", a.probe.segment,
-                 "razor: tokens per random segment (default: fit the context, at most 256)");
+  a.segment_given =
+      app.add_option("--segment", a.probe.segment,
+                     "razor: tokens per random segment (default: fit the context, at most 256)");
   app.add_option("--repeats", a.probe.repeats, "razor: copies of the segment")
       ->capture_default_str();
-  app.add_option("--length", a.probe.length,
-                 "retrieval: context tokens per prompt (default: min(1024, ctx - 128))");
+  a.length_given =
+      app.add_option("--length", a.probe.length,
+                     "retrieval: context tokens per prompt (default: min(1024, ctx - 128))");
   app.add_option("--text", a.text,
                  "retrieval: haystack text (default: ../shared/data/text/botchan.txt)");
   app.add_option("--normalize", a.normalize,
@@ -277,6 +294,8 @@ void setup_profile_heads(CLI::App& app) {
                      "Retrieval heads: this fraction with the highest values (default 0.25)");
   auto* th = app.add_option("--threshold", a.threshold, "Retrieval heads: values >= T");
   fr->excludes(th);
+  a.fraction_given = fr;
+  a.threshold_given = th;
   app.add_option("--top", a.top, "Heads listed on stdout")->capture_default_str();
   app.callback([] { run_profile(a); });
 }

@@ -21,7 +21,7 @@ void setup_quantize(CLI::App& app) {
       ->required();
   app.callback([] {
     const auto t = dtype_from_name(a.type);
-    if (!t) throw UsageError("unknown --type '" + a.type + "'");
+    if (!t) throw Error("unknown --type '" + a.type + "'");
     RequantizeOptions o;
     o.type = *t;
     Progress bar("quantize");

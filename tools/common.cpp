@@ -39,6 +39,7 @@ SamplingParams SamplingOptions::params() const {
   p.repeat_penalty = repeat_penalty;
   p.repeat_last_n = repeat_last_n;
   p.seed = seed >= 0 ? static_cast<uint64_t>(seed) : std::random_device{}();
+  p.validate();
   return p;
 }
 
@@ -46,9 +47,9 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
   app.add_option("-m,--model", o.model,
                  "Model: a GGUF file, an HF directory, or a name from `kvsieve models`")
       ->required();
-  app.add_option("-t,--threads", o.threads, "Threads (default: all cores)");
+  app.add_option("-t,--threads", o.threads, "Threads (0 or unset: all cores)");
   app.add_option("-c,--ctx-size", o.ctx,
-                 "Context size in tokens (default: min(training context, 4096))");
+                 "Context size in tokens (0 or unset: min(training context, 4096))");
   app.add_option("-b,--batch-size", o.batch, "Prefill chunk size in tokens")->capture_default_str();
   app.add_option("--attention", o.attention, "Attention backend")->capture_default_str();
   app.add_option("--device", o.device,
@@ -70,20 +71,25 @@ void add_sampling_options(CLI::App& app, SamplingOptions& o) {
   app.add_option("-s,--seed", o.seed, "Random seed (default: random)");
 }
 
+void check_model_options(const ModelOptions& o) {
+  if (o.threads < 0) throw Error("--threads must be >= 0, got " + std::to_string(o.threads));
+  if (o.ctx < 0) throw Error("--ctx-size must be >= 0, got " + std::to_string(o.ctx));
+  if (o.batch <= 0) throw Error("--batch-size must be positive, got " + std::to_string(o.batch));
+  if (o.device != "auto" && o.device != "cpu" && o.device != "cuda")
+    throw Error("--device must be cpu, cuda or auto, got '" + o.device + "'");
+}
+
 std::unique_ptr<Engine> load_engine(const ModelOptions& o) {
-  if (o.threads < 0) throw UsageError("--threads must be >= 0, got " + std::to_string(o.threads));
+  check_model_options(o);
   EngineOptions eo;
   eo.threads = o.threads;
   eo.attention = o.attention;
-  if (o.device != "auto" && o.device != "cpu" && o.device != "cuda")
-    throw UsageError("--device must be cpu, cuda or auto, got '" + o.device + "'");
   eo.device = o.device;
   return Engine::load(resolve_model(o.model).string(), eo);
 }
 
 SessionOptions session_options(const ModelOptions& o) {
-  if (o.ctx < 0) throw Error("--ctx-size must be positive, got " + std::to_string(o.ctx));
-  if (o.batch <= 0) throw Error("--batch-size must be positive, got " + std::to_string(o.batch));
+  check_model_options(o);
   SessionOptions so;
   so.n_ctx = o.ctx;
   so.n_batch = o.batch;
@@ -103,10 +109,17 @@ std::string read_prompt(const std::string& prompt, const std::string& file, bool
   if (!prompt.empty()) return prompt;
   if (use_stdin) return std::string(std::istreambuf_iterator<char>(std::cin), {});
   std::ifstream f(file, std::ios::binary);
-  if (!f) throw Error(file + ": cannot open prompt file");
+  if (!f) throw Error(file + ": cannot open the text file (-f)");
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+void create_directories_or_throw(const std::filesystem::path& dir, const std::string& what) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec)
+    throw Error(dir.string() + ": cannot create the directory for " + what + ": " + ec.message());
 }
 
 void install_interrupt_handler() {

@@ -2,6 +2,7 @@
 // Options and helpers shared by the commands that run a model (generate, chat, ...).
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -28,13 +29,15 @@ struct SamplingOptions {
   float min_p = 0.05f;
   float repeat_penalty = 1.0f;
   int repeat_last_n = 64;
-  int64_t seed = -1;  // -1: random
-  SamplingParams params() const;
+  int64_t seed = -1;              // -1: random
+  SamplingParams params() const;  // validated: kvs::Error naming the option
 };
 
 void add_model_options(CLI::App& app, ModelOptions& o);
 void add_sampling_options(CLI::App& app, SamplingOptions& o);
 
+// Range checks of the shared options (kvs::Error), done before anything loads.
+void check_model_options(const ModelOptions& o);
 std::unique_ptr<Engine> load_engine(const ModelOptions& o);
 SessionOptions session_options(const ModelOptions& o);
 
@@ -44,6 +47,9 @@ std::string read_prompt(const std::string& prompt, const std::string& file, bool
 
 // The whole file; kvs::Error "PATH: cannot open <what>" when it cannot be read.
 std::string read_whole_file(const std::string& path, const std::string& what);
+
+// Creates dir and its parents; kvs::Error "DIR: cannot create the directory for WHAT: reason".
+void create_directories_or_throw(const std::filesystem::path& dir, const std::string& what);
 
 // Ctrl-C handling: the first SIGINT sets the flag (work stops cleanly), a second one exits.
 void install_interrupt_handler();

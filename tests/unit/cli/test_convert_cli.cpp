@@ -36,11 +36,11 @@ TEST(ConvertCli, RefusesUnrelatedNonEmptyDirWithoutForce) {
   EXPECT_NE(f.err.find("wrote 48 tensors"), std::string::npos) << f.err;
 }
 
-TEST(ConvertCli, BadDtypeIsUsageError) {
+TEST(ConvertCli, BadDtypeIsBadInput) {
   KVS_REQUIRE_FILE(KVS_STORIES);
   TempDir d;
   const auto r = run_cli({"convert", KVS_STORIES, d / "out", "--dtype", "q4_0"});
-  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_NE(r.err.find("--dtype"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(d / "out"));
 }

@@ -100,12 +100,12 @@ TEST(GenerateCli, InvalidSamplingValuesNameTheOption) {
   }
 }
 
-// --device: an unknown name is a usage error; cuda with a cache plan is refused in one line
+// --device: an unknown name is bad input (exit 1); cuda with a cache plan is refused in one line
 // on any machine (no device here, or plans not running on the device there).
 TEST(GenerateCli, DeviceErrorsNameTheOption) {
   KVS_REQUIRE_FILE(KVS_STORIES);
   auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once", "-n", "4", "--device", "gpu"});
-  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("--device must be cpu, cuda or auto, got 'gpu'"), std::string::npos)
       << r.err;
   r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once", "-n", "4", "--device", "cuda",

@@ -140,11 +140,11 @@ TEST(ProfileHeadsCli, PlotIsWrittenOrExplained) {
   }
 }
 
-TEST(ProfileHeadsCli, UsageErrorsExit2BadInputExits1) {
+TEST(ProfileHeadsCli, UsageErrorsExit2BadValuesExit1) {
   KVS_REQUIRE_FILE(KVS_STORIES);
   test::TempDir dir("kvs_heads");
   auto r = run_cli({"profile-heads", "-m", KVS_STORIES, "--method", "bogus", "-o", dir / "p.tsv"});
-  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("bogus"), std::string::npos) << r.err;
   EXPECT_EQ(run_cli({"profile-heads", "-m", KVS_STORIES}).code, 2);  // no -o
   EXPECT_EQ(run_cli({"profile-heads", "-m", KVS_STORIES, "-o", dir / "p.tsv", "--fraction", "0.2",
@@ -153,7 +153,7 @@ TEST(ProfileHeadsCli, UsageErrorsExit2BadInputExits1) {
             2);
   EXPECT_EQ(
       run_cli({"profile-heads", "-m", KVS_STORIES, "-o", dir / "p.tsv", "--fraction", "1.5"}).code,
-      2);
+      1);
   EXPECT_EQ(
       run_cli({"profile-heads", "-m", KVS_STORIES, "-o", dir / "p.tsv", "--cache", "full"}).code,
       2);
