@@ -10,6 +10,7 @@
 
 #include "kernels/core/error.h"
 #include "tools/command.h"
+#include "tools/common.h"
 
 namespace kvs::cli {
 
@@ -62,7 +63,8 @@ bool unknown_command(int argc, char** argv) {
 
 // Exit codes: 0 success, 1 bad input (files, models, plans, option values out of range or
 // not among the known names), 2 bad usage (the command line cannot be understood: unknown
-// command or option, a missing or conflicting option, a word where a number goes).
+// command or option, a missing or conflicting option, a word where a number goes), 130
+// interrupted (main).
 int run(CLI::App& app, int argc, char** argv) {
   if (unknown_command(argc, argv)) return 2;
   try {
@@ -127,7 +129,10 @@ int main(int argc, char** argv) {
     c.setup(*sub);
   }
 
-  const int rc = run(app, argc, argv);
+  int rc = run(app, argc, argv);
   std::fflush(stdout);
+  // Ctrl-C: the command stopped early and said so (statistics so far, complete outputs only);
+  // 130 (128 + SIGINT) tells a script the work is unfinished, as a second Ctrl-C would.
+  if (kvs::cli::interrupted() && rc != 2) rc = 130;
   return rc;
 }

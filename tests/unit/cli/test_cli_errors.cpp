@@ -11,6 +11,7 @@
 
 #include "support/cli.h"
 #include "support/paths.h"
+#include "support/scoped_env.h"
 
 namespace kvs {
 namespace {
@@ -545,6 +546,36 @@ TEST_P(CliErrors, ExitCodeAndOneLineNamingTheCulprit) {
 
 INSTANTIATE_TEST_SUITE_P(Sweep, CliErrors, testing::ValuesIn(cases()),
                          [](const testing::TestParamInfo<ErrorCase>& i) { return i.param.name; });
+
+// The KV cache is sized before allocation against the memory limit (physical memory, a cgroup
+// limit, or KVSIEVE_MEMORY_LIMIT): too large a context is refused with the figures and a way
+// out; a bounded cache plan fits.
+TEST(CliMemory, KvCacheOverTheLimitIsRefusedBeforeAllocation) {
+  KVS_REQUIRE_FILE(KVS_STORIES);
+  test::ScopedEnv env("KVSIEVE_MEMORY_LIMIT", "1000000");  // 1 MB; 2048 tokens need 2.5 MiB
+  auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once", "-n", "2", "-c", "2048"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(
+      r.err.find("the KV cache for a context of 2048 tokens needs 2.5 MiB, more than 80% of "
+                 "KVSIEVE_MEMORY_LIMIT (976.6 KiB); use a smaller --ctx-size or a cache plan"),
+      std::string::npos)
+      << r.err;
+  r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once", "-n", "2", "-c", "256"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once", "-n", "2", "-c", "2048", "--cache",
+               "streaming-256-sinks4"});
+  EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST(CliMemory, BadMemoryLimitIsNamed) {
+  KVS_REQUIRE_FILE(KVS_STORIES);
+  test::ScopedEnv env("KVSIEVE_MEMORY_LIMIT", "lots");
+  const auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once", "-n", "2"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("KVSIEVE_MEMORY_LIMIT: expected a positive number of bytes, got 'lots'"),
+            std::string::npos)
+      << r.err;
+}
 
 }  // namespace
 }  // namespace kvs
