@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <numeric>
 
 #include "kernels/core/error.h"
@@ -130,6 +131,30 @@ Session::Session(const Engine& engine, const SessionOptions& opts) : engine_(eng
                 "); use a smaller --ctx-size or a cache plan");
   spdlog::debug("KV cache: {} allocated for {} tokens", human_bytes(static_cast<double>(need)),
                 n_ctx_);
+  install_tensor_dump();
+}
+
+// KVSIEVE_DUMP_TENSORS=DIR appends every CPU forward intermediate to DIR/NAME-LAYER.f32
+// (float32 rows, llama.cpp's graph names), for tools/compare_tensors.py against
+// tools/dump_llamacpp_tensors.py. A debugging aid: it slows everything down.
+void Session::install_tensor_dump() {
+  const char* dir = std::getenv("KVSIEVE_DUMP_TENSORS");
+  if (dir == nullptr || *dir == '\0') return;
+  const std::string base = dir;
+  std::error_code ec;
+  std::filesystem::create_directories(base, ec);
+  if (ec) throw Error(base + ": cannot create the directory for KVSIEVE_DUMP_TENSORS");
+  spdlog::warn("KVSIEVE_DUMP_TENSORS: writing intermediates to {}", base);
+  scratch_.tap = [base](const char* name, int layer, const float* data, int64_t rows,
+                        int64_t cols) {
+    const std::string path =
+        base + "/" + name + (layer >= 0 ? "-" + std::to_string(layer) : "") + ".f32";
+    std::FILE* f = std::fopen(path.c_str(), "ab");
+    if (f == nullptr) throw Error(path + ": cannot write");
+    const size_t n = static_cast<size_t>(rows * cols);
+    const bool ok = std::fwrite(data, sizeof(float), n, f) == n;
+    if (std::fclose(f) != 0 || !ok) throw Error(path + ": write failed");
+  };
 }
 
 size_t Session::full_cache_bytes(int64_t n_tokens) const {

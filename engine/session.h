@@ -84,6 +84,7 @@ class Session final : private AttentionContext {
   std::vector<float> roped_k_;     // [len][hd_k] keys rotated at attention time (positions: cache)
   std::vector<int32_t> slot_pos_;  // [n_kv][len] positions the cache mode attends with
   ForwardScratch scratch_;
+  void install_tensor_dump();
 };
 
 }  // namespace kvs

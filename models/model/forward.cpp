@@ -41,6 +41,10 @@ void forward(const Model& m, std::span<const int32_t> tokens, AttentionContext& 
   s.gate.resize(T * c.n_ff);  // [T, n_ff]
   s.up.resize(T * c.n_ff);    // [T, n_ff]
 
+  const auto tap = [&](const char* name, int layer, const float* data, int64_t cols) {
+    if (s.tap) s.tap(name, layer, data, T, cols);
+  };
+
   for (int32_t id : tokens)
     KVS_CHECK(id >= 0 && id < c.n_vocab, "token id " + std::to_string(id) + " out of range");
   ops::get_rows(m.token_embd(), tokens.data(), T, s.x.data());
@@ -49,9 +53,13 @@ void forward(const Model& m, std::span<const int32_t> tokens, AttentionContext& 
   for (int il = 0; il < c.n_layer; ++il) {
     const LayerWeights& L = m.layer(il);
     ops::rms_norm(s.x.data(), L.attn_norm, s.h.data(), T, E, c.norm_eps);
+    tap("attn_norm", il, s.h.data(), E);
     ops::matmul(s.h.data(), T, L.wq, L.bq, s.q.data(), pool);
     ops::matmul(s.h.data(), T, L.wk, L.bk, s.k.data(), pool);
     ops::matmul(s.h.data(), T, L.wv, L.bv, s.v.data(), pool);
+    tap("Qcur", il, s.q.data(), q_dim);
+    tap("Kcur", il, s.k.data(), k_dim);
+    tap("Vcur", il, s.v.data(), v_dim);
     if (c.qk_norm) {
       ops::rms_norm(s.q.data(), L.q_norm, s.q.data(), T * c.n_head, c.head_dim_k, c.norm_eps);
       ops::rms_norm(s.k.data(), L.k_norm, s.k.data(), T * c.n_head_kv, c.head_dim_k, c.norm_eps);
@@ -59,26 +67,37 @@ void forward(const Model& m, std::span<const int32_t> tokens, AttentionContext& 
     // Scaling commutes with the rotation, so it can precede RoPE.
     if (c.q_scale != 1.0f) ops::scale_inplace(s.q.data(), c.q_scale, T * q_dim);
     ctx.attend(il, layer_rope(m, il), s.q.data(), s.k.data(), s.v.data(), T, s.att.data());
+    tap("kqv_out", il, s.att.data(), o_dim);
     ops::matmul(s.att.data(), T, L.wo, nullptr, s.h.data(), pool);
+    tap("attn_out", il, s.h.data(), E);
     if (c.post_norms) ops::rms_norm(s.h.data(), L.post_attn_norm, s.h.data(), T, E, c.norm_eps);
     ops::add_inplace(s.x.data(), s.h.data(), T * E);
 
+    tap("ffn_inp", il, s.x.data(), E);
     ops::rms_norm(s.x.data(), L.ffn_norm, s.h.data(), T, E, c.norm_eps);
+    tap("ffn_norm", il, s.h.data(), E);
     ops::matmul(s.h.data(), T, L.gate, nullptr, s.gate.data(), pool);
     ops::matmul(s.h.data(), T, L.up, nullptr, s.up.data(), pool);
+    tap("ffn_gate", il, s.gate.data(), c.n_ff);
+    tap("ffn_up", il, s.up.data(), c.n_ff);
     if (c.activation == Activation::GeluTanh)
       ops::gelu_tanh_mul(s.gate.data(), s.up.data(), s.gate.data(), T * c.n_ff);
     else
       ops::silu_mul(s.gate.data(), s.up.data(), s.gate.data(), T * c.n_ff);
+    tap("ffn_act", il, s.gate.data(), c.n_ff);
     ops::matmul(s.gate.data(), T, L.down, nullptr, s.h.data(), pool);
+    tap("ffn_out", il, s.h.data(), E);
     if (c.post_norms) ops::rms_norm(s.h.data(), L.post_ffw_norm, s.h.data(), T, E, c.norm_eps);
     ops::add_inplace(s.x.data(), s.h.data(), T * E);
+    tap("l_out", il, s.x.data(), E);
   }
 
   if (n_logits == 0) return;
   const float* last = s.x.data() + (T - n_logits) * E;
   ops::rms_norm(last, m.output_norm(), s.h.data(), n_logits, E, c.norm_eps);
+  if (s.tap) s.tap("result_norm", -1, s.h.data(), n_logits, E);
   ops::matmul(s.h.data(), n_logits, m.output(), nullptr, logits, pool);
+  if (s.tap) s.tap("result_output", -1, logits, n_logits, c.n_vocab);
   if (c.final_softcap > 0.0f) {
     const float cap = c.final_softcap;
     for (int64_t i = 0; i < n_logits * c.n_vocab; ++i) logits[i] = cap * std::tanh(logits[i] / cap);

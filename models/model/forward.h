@@ -2,6 +2,7 @@
 // The shared decoder forward pass. Architectures differ only by flags in ModelConfig; the
 // cache and attention are reached only through AttentionContext::attend.
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -25,6 +26,12 @@ class AttentionContext {
 // Scratch activations, reused across calls (sized on first use for the largest batch).
 struct ForwardScratch {
   std::vector<float> x, h, q, k, v, att, gate, up;
+  // Debugging aid: when set, receives each intermediate under llama.cpp's graph name
+  // ("attn_norm", "Qcur", ..., "l_out"; layer -1 for "result_norm"/"result_output") as
+  // data[rows, cols], so the two engines can be compared op by op.
+  std::function<void(const char* name, int layer, const float* data, int64_t rows,
+                     int64_t cols)>
+      tap;
 };
 
 // RoPE parameters of a layer (local sliding-window layers use their own base and no scaling).
