@@ -42,7 +42,8 @@ class GgmlTensor(ctypes.Structure):
     ]
 
 
-CB = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_bool, ctypes.c_void_p)
+# The callback type llama-cpp-python declares for llama_context_params.cb_eval.
+CB = dict(llama_cpp.llama_context_params._fields_)["cb_eval"]
 
 
 def main():
@@ -51,13 +52,17 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--ids", required=True, help="comma-separated token ids (BOS included)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--then", default="",
+                    help="comma-separated ids decoded one at a time after the batch; step k's "
+                         "tensors go to OUT/step<k>")
     args = ap.parse_args()
     ids = [int(x) for x in args.ids.split(",")]
     os.makedirs(args.out, exist_ok=True)
     seen = {}
+    state = {"dir": args.out}
 
     def on_tensor(ptr, ask, _user):
-        t = GgmlTensor.from_address(ptr)
+        t = GgmlTensor.from_address(ptr if isinstance(ptr, int) else ctypes.cast(ptr, ctypes.c_void_p).value)
         if ask:
             return True  # every node's data
         name = t.name.decode(errors="replace")
@@ -81,8 +86,8 @@ def main():
         k = seen.get(name, 0)
         seen[name] = k + 1
         fname = name if k == 0 else f"{name}.{k}"
-        flat.astype(np.float32).tofile(os.path.join(args.out, fname + ".f32"))
-        with open(os.path.join(args.out, "shapes.txt"), "a") as f:
+        flat.astype(np.float32).tofile(os.path.join(state["dir"], fname + ".f32"))
+        with open(os.path.join(state["dir"], "shapes.txt"), "a") as f:
             f.write(f"{fname} {ne[0]} {ne[1]} {ne[2]} {ne[3]}\n")
         return True
 
@@ -101,7 +106,7 @@ def main():
     cp.type_k = 0
     cp.type_v = 0
     cp.flash_attn_type = 0  # disabled
-    cp.cb_eval = ctypes.cast(cb, ctypes.c_void_p).value
+    cp.cb_eval = cb
     cp.cb_eval_user_data = None
     ctx = llama_cpp.llama_init_from_model(llm.model, cp)
     batch = llama_cpp.llama_batch_init(len(ids), 0, 1)
@@ -115,6 +120,19 @@ def main():
     rc = llama_cpp.llama_decode(ctx, batch)
     if rc != 0:
         raise SystemExit(f"llama_decode failed: {rc}")
+    then = [int(x) for x in args.then.split(",") if x]
+    for k, tok in enumerate(then, 1):
+        state["dir"] = os.path.join(args.out, f"step{k}")
+        os.makedirs(state["dir"], exist_ok=True)
+        seen.clear()
+        batch.n_tokens = 1
+        batch.token[0] = tok
+        batch.pos[0] = len(ids) + k - 1
+        batch.n_seq_id[0] = 1
+        batch.seq_id[0][0] = 0
+        batch.logits[0] = True
+        if llama_cpp.llama_decode(ctx, batch) != 0:
+            raise SystemExit("llama_decode failed on a decode step")
     print(f"wrote {sum(seen.values())} tensors to {args.out}")
 
 

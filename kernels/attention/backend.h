@@ -24,6 +24,10 @@ class AttentionBackend {
                       const KVView& kv, float* out, ThreadPool& pool) const = 0;
 };
 
+// The checks every backend shares: GQA head counts and a view with one entry per KV head.
+// Empty when they hold, else why not.
+std::string check_head_layout(const AttentionShape& shape, const KVView& kv);
+
 void register_attention_backend(std::unique_ptr<AttentionBackend> backend);
 // Throws kvs::Error listing the registered names when `name` is unknown.
 const AttentionBackend& find_attention_backend(std::string_view name);

@@ -761,10 +761,7 @@ class FlashAttention final : public AttentionBackend {
            "blocks";
   }
   std::string supports(const AttentionShape& shape, const KVView& kv) const override {
-    if (shape.n_head_kv <= 0 || shape.n_head % shape.n_head_kv != 0)
-      return "query heads must be a multiple of KV heads";
-    if (static_cast<int>(kv.heads.size()) != shape.n_head_kv)
-      return "KV view has the wrong head count";
+    if (std::string why = check_head_layout(shape, kv); !why.empty()) return why;
     const struct {
       const char* what;
       DType t;

@@ -23,11 +23,7 @@ class ReferenceAttention final : public AttentionBackend {
     return "naive CPU attention (reference; materializes one score row per query)";
   }
   std::string supports(const AttentionShape& shape, const KVView& kv) const override {
-    if (shape.n_head_kv <= 0 || shape.n_head % shape.n_head_kv != 0)
-      return "query heads must be a multiple of KV heads";
-    if (static_cast<int>(kv.heads.size()) != shape.n_head_kv)
-      return "KV view has the wrong head count";
-    return {};
+    return check_head_layout(shape, kv);
   }
 
   void attend(const AttentionShape& s, const float* q, const int32_t* q_pos, int64_t T,

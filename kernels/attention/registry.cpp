@@ -4,6 +4,14 @@
 #include "kernels/core/error.h"
 
 namespace kvs {
+
+std::string check_head_layout(const AttentionShape& shape, const KVView& kv) {
+  if (shape.n_head_kv <= 0 || shape.n_head % shape.n_head_kv != 0)
+    return "query heads must be a multiple of KV heads";
+  if (static_cast<int>(kv.heads.size()) != shape.n_head_kv)
+    return "KV view has the wrong head count";
+  return {};
+}
 namespace {
 
 std::vector<std::unique_ptr<AttentionBackend>>& registry() {

@@ -10,6 +10,7 @@
 
 #include "kernels/core/error.h"
 #include "kernels/core/quant.h"
+#include "kernels/cpu/ggml_math.h"
 #include "kernels/cpu/quant_dot.h"
 
 namespace kvs::ops {
@@ -127,40 +128,52 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n,
 
 void rope(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos, const RopeParams& p) {
   const int half = p.n_rot / 2;
-  std::vector<float> theta_base(static_cast<size_t>(half));  // [n_rot/2] per-pair frequency
-  for (int i = 0; i < half; ++i) {
-    float f = p.freq_scale * std::pow(p.base, -2.0f * i / p.n_rot);
-    if (p.freq_factors != nullptr) f /= p.freq_factors[i];
-    theta_base[i] = f;
-  }
+  // ggml's order (ggml_rope_cache_init): the angle of pair i is pos * theta_scale^i built by
+  // repeated float multiplication, divided by the frequency factor, then scaled; the rotation
+  // is fma(a, c, -b*s), fma(a, s, b*c), as llama.cpp's x86 build computes it. Bit-identical
+  // angles matter once activations are quantized (kernels/cpu/ggml_math.h).
+  const float theta_scale = std::pow(p.base, -2.0f / static_cast<float>(p.n_rot));
+  std::vector<float> cs(static_cast<size_t>(p.n_rot));  // [n_rot/2][cos, sin] of one position
   for (int64_t t = 0; t < T; ++t) {
+    float theta = static_cast<float>(pos[t]);
     for (int i = 0; i < half; ++i) {
-      const float theta = static_cast<float>(pos[t]) * theta_base[i];
-      const float c = std::cos(theta), s = std::sin(theta);
-      for (int h = 0; h < n_heads; ++h) {
-        float* v = x + (t * n_heads + h) * head_dim;
+      const float ff = p.freq_factors != nullptr ? p.freq_factors[i] : 1.0f;
+      const float th = p.freq_scale * (theta / ff);
+      cs[2 * i] = std::cos(th);
+      cs[2 * i + 1] = std::sin(th);
+      theta *= theta_scale;
+    }
+    for (int h = 0; h < n_heads; ++h) {
+      float* v = x + (t * n_heads + h) * head_dim;
+      for (int i = 0; i < half; ++i) {
+        const float c = cs[2 * i], s = cs[2 * i + 1];
         const int i0 = p.neox ? i : 2 * i;
         const int i1 = p.neox ? i + half : 2 * i + 1;
         const float a = v[i0], b = v[i1];
-        v[i0] = a * c - b * s;
-        v[i1] = a * s + b * c;
+        v[i0] = std::fma(a, c, -(b * s));
+        v[i1] = std::fma(a, s, b * c);
       }
     }
   }
 }
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
+  // ggml_vec_swiglu_f32: ggml's vector exp on whole 8-lane groups, libm's expf on the tail.
+  const int64_t n8 = n & ~int64_t{7};
+  for (int64_t i = 0; i < n8; ++i) out[i] = ggml::v_silu(gate[i]) * up[i];
+  for (int64_t i = n8; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];
   }
 }
 
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  // ggml_vec_geglu_f32 (llama.cpp's default GGML_GELU_FP16): the f16 table, so Gemma's
+  // activations match llama.cpp bit for bit; the table's error (f16 rounding, ~5e-4
+  // relative) is well below the Q8 rounding of the next matmul's input.
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    out[i] = 0.5f * g * (1.0f + std::tanh(kSqrt2OverPi * (g + 0.044715f * g * g * g))) * up[i];
+    out[i] = g <= -10.0f ? 0.0f : g >= 10.0f ? g * up[i] : ggml::gelu_f16_table(g) * up[i];
   }
 }
 

@@ -70,7 +70,10 @@ void forward(const Model& m, std::span<const int32_t> tokens, AttentionContext& 
     tap("kqv_out", il, s.att.data(), o_dim);
     ops::matmul(s.att.data(), T, L.wo, nullptr, s.h.data(), pool);
     tap("attn_out", il, s.h.data(), E);
-    if (c.post_norms) ops::rms_norm(s.h.data(), L.post_attn_norm, s.h.data(), T, E, c.norm_eps);
+    if (c.post_norms) {
+      ops::rms_norm(s.h.data(), L.post_attn_norm, s.h.data(), T, E, c.norm_eps);
+      tap("attn_post_norm", il, s.h.data(), E);
+    }
     ops::add_inplace(s.x.data(), s.h.data(), T * E);
 
     tap("ffn_inp", il, s.x.data(), E);
@@ -87,7 +90,10 @@ void forward(const Model& m, std::span<const int32_t> tokens, AttentionContext& 
     tap("ffn_act", il, s.gate.data(), c.n_ff);
     ops::matmul(s.gate.data(), T, L.down, nullptr, s.h.data(), pool);
     tap("ffn_out", il, s.h.data(), E);
-    if (c.post_norms) ops::rms_norm(s.h.data(), L.post_ffw_norm, s.h.data(), T, E, c.norm_eps);
+    if (c.post_norms) {
+      ops::rms_norm(s.h.data(), L.post_ffw_norm, s.h.data(), T, E, c.norm_eps);
+      tap("ffn_post_norm", il, s.h.data(), E);
+    }
     ops::add_inplace(s.x.data(), s.h.data(), T * E);
     tap("l_out", il, s.x.data(), E);
   }

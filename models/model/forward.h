@@ -29,8 +29,7 @@ struct ForwardScratch {
   // Debugging aid: when set, receives each intermediate under llama.cpp's graph name
   // ("attn_norm", "Qcur", ..., "l_out"; layer -1 for "result_norm"/"result_output") as
   // data[rows, cols], so the two engines can be compared op by op.
-  std::function<void(const char* name, int layer, const float* data, int64_t rows,
-                     int64_t cols)>
+  std::function<void(const char* name, int layer, const float* data, int64_t rows, int64_t cols)>
       tap;
 };
 

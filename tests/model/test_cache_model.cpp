@@ -118,13 +118,15 @@ INSTANTIATE_TEST_SUITE_P(Models, FullPlanModel, ::testing::Values(KVS_STORIES, K
 // the log-likelihood of the reference text, the usual measure of a cache's loss), and then
 // generates freely, which must not degenerate into a repeated token or a handful of tokens.
 
-constexpr int kFluentPrompt = 1000, kFluentGen = 32;
-// Calibration (greedy, 1000 botchan tokens, 32 reference tokens), mean log-prob of the
-// reference text: SmolLM2 full cache -1.47; knorm-50 -1.79, snapkv-50 -1.46, h2o-50 -1.74;
-// a 3% sliding window -2.47 and a 10% random cache -3.26 (both fail). Gemma 3 full -1.20,
-// the 50% plans -1.09 to -1.24, but also the 3% window -1.29 and 10% random -1.24: only 3
-// of its 18 layers are global (the sliding-window ones are never compressed), so on Gemma
-// this check guards against breakage, not against a lossy policy.
+constexpr int kFluentPrompt = 1000, kFluentGen = 64;
+// Calibration (2026-12-02, greedy, 1000 botchan tokens, 64 reference tokens), mean log-prob
+// of the reference text: SmolLM2 full cache -1.38; knorm-50 -1.85, snapkv-50 -1.38, h2o-50
+// -1.53; a 3% window -2.44 and a 10% random cache -2.74 (both fail). With 32 reference tokens
+// the figures moved by up to 0.3 when the arithmetic changed by an ulp (ggml-exact RoPE and
+// SiLU moved knorm-50 from 0.32 to 0.78 below the full cache), so the reference is 64 tokens.
+// Gemma 3 full -0.95, and the 3% window -0.94 and 10% random -0.90 as well: only 3 of its 18
+// layers are global (the sliding-window ones are never compressed), so on Gemma this check
+// guards against breakage, not against a lossy policy.
 constexpr double kLogProbMargin = 0.75;
 constexpr int kMaxRun = 4;        // longest run of one token in the free generation
 constexpr int kMinDistinct = 10;  // distinct tokens among the 32 generated

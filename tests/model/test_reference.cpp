@@ -2,6 +2,7 @@
 // log-probabilities over a real text, tokenization of that text, greedy continuations.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -20,12 +21,12 @@ struct Case {
   const char* fixture;
   std::string model;
   std::string derived_from;  // F32 variants are made from the shipped file when absent
-  // On quantized files llama.cpp rounds every activation to Q8 before each matmul; that
-  // noise alone moves its logits by mean |dlogp| 0.064 (SmolLM2) / 0.079 (Gemma 3) from its
-  // own F32 run of the same weights (tests/fixtures/reference/*-f32.json), so there the
-  // comparison can only be as tight as that noise and greedy runs diverge after a few
-  // dozen tokens. The F32 variants compute the same math exactly and meet the strict bar.
-  bool quantized = false;
+  // On quantized files llama.cpp rounds every activation to Q8 before each matmul, which
+  // turns any one-ulp difference into a different rounding downstream: agreement there
+  // needs bit-identical arithmetic, which kvsieve has for every kernel SmolLM2 uses (with
+  // the "ggml" attention backend) but not yet for all of Gemma 3's K-quant matmuls. Those
+  // cases are held to the looser bar and skip the greedy identity (docs/correctness.md).
+  bool loose = false;
 };
 
 void PrintTo(const Case& c, std::ostream* os) {
@@ -43,6 +44,43 @@ std::string read_text(const nlohmann::json& fx) {
   return s.substr(fx["text_offset"].get<size_t>(), fx["text_chars"].get<size_t>());
 }
 
+// kvsieve's next-token log-probabilities over the fixture's tokens (prefill in chunks of 128,
+// so chunk boundaries are exercised) against llama.cpp's top-5.
+struct Agreement {
+  double top1 = 0.0;      // share of positions with the same argmax
+  double mean_abs = 0.0;  // mean |dlogp| over llama.cpp's top-5 tokens
+  int64_t n = 0;
+};
+
+Agreement agreement_with_fixture(const Engine& engine, const nlohmann::json& fx) {
+  const auto tokens = fx["tokens"].get<std::vector<int32_t>>();
+  const auto top_ids = fx["top_ids"].get<std::vector<std::vector<int32_t>>>();
+  const auto top_lp = fx["top_logprobs"].get<std::vector<std::vector<double>>>();
+  SessionOptions so;
+  so.n_ctx = static_cast<int>(tokens.size()) + 16;
+  so.n_batch = 128;
+  Session s(engine, so);
+  Agreement a;
+  a.n = static_cast<int64_t>(tokens.size());
+  const std::vector<float> logits = s.eval(tokens, a.n);  // [n][n_vocab]
+  const int V = engine.config().n_vocab;
+  int64_t same = 0, n_diff = 0;
+  double diff = 0.0;
+  for (int64_t i = 0; i < a.n; ++i) {
+    const float* row = logits.data() + i * V;
+    const int32_t arg = static_cast<int32_t>(std::max_element(row, row + V) - row);
+    double sum = 0.0;
+    for (int j = 0; j < V; ++j) sum += std::exp(static_cast<double>(row[j]) - row[arg]);
+    const double lse = row[arg] + std::log(sum);
+    same += arg == top_ids[i][0];
+    for (size_t k = 0; k < top_ids[i].size(); ++k, ++n_diff)
+      diff += std::fabs((row[top_ids[i][k]] - lse) - top_lp[i][k]);
+  }
+  a.top1 = static_cast<double>(same) / a.n;
+  a.mean_abs = diff / n_diff;
+  return a;
+}
+
 class ReferenceTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
@@ -58,6 +96,8 @@ class ReferenceTest : public ::testing::TestWithParam<Case> {
     fx_ = load_fixture(c.fixture);
     EngineOptions eo;
     eo.threads = 1;
+    // The backend that reproduces llama.cpp's attention arithmetic (the fixtures' oracle).
+    eo.attention = "ggml";
     engine_ = Engine::load(c.model, eo);
   }
   nlohmann::json fx_;
@@ -65,42 +105,11 @@ class ReferenceTest : public ::testing::TestWithParam<Case> {
 };
 
 TEST_P(ReferenceTest, NextTokenLogProbsMatchLlamaCpp) {
-  const auto tokens = fx_["tokens"].get<std::vector<int32_t>>();
-  const auto top_ids = fx_["top_ids"].get<std::vector<std::vector<int32_t>>>();
-  const auto top_lp = fx_["top_logprobs"].get<std::vector<std::vector<double>>>();
-  SessionOptions so;
-  so.n_ctx = static_cast<int>(tokens.size()) + 16;
-  so.n_batch = 128;  // several prefill chunks, so chunk boundaries are exercised
-  Session s(*engine_, so);
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  const std::vector<float> logits = s.eval(tokens, n);
-  const int V = engine_->config().n_vocab;
-  int64_t top1_same = 0;
-  double abs_diff = 0.0;
-  int64_t n_diff = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float* row = logits.data() + i * V;
-    double mx = -INFINITY;
-    int32_t arg = 0;
-    for (int j = 0; j < V; ++j)
-      if (row[j] > mx) {
-        mx = row[j];
-        arg = j;
-      }
-    double sum = 0.0;
-    for (int j = 0; j < V; ++j) sum += std::exp(row[j] - mx);
-    const double lse = mx + std::log(sum);
-    if (arg == top_ids[i][0]) ++top1_same;
-    for (size_t k = 0; k < top_ids[i].size(); ++k) {
-      abs_diff += std::fabs((row[top_ids[i][k]] - lse) - top_lp[i][k]);
-      ++n_diff;
-    }
-  }
-  const double agree = static_cast<double>(top1_same) / n;
-  const double mad = abs_diff / n_diff;
+  const Agreement a = agreement_with_fixture(*engine_, fx_);
+  const double agree = a.top1, mad = a.mean_abs;
   std::printf("[ %s ] top-1 agreement %.4f over %lld positions, mean |dlogp| %.5f\n",
-              GetParam().fixture, agree, static_cast<long long>(n), mad);
-  if (GetParam().quantized) {
+              GetParam().fixture, agree, static_cast<long long>(a.n), mad);
+  if (GetParam().loose) {
     EXPECT_GE(agree, 0.93);
     EXPECT_LT(mad, 0.12);
   } else {
@@ -120,8 +129,8 @@ TEST_P(ReferenceTest, TokenizationMatchesLlamaCpp) {
 }
 
 TEST_P(ReferenceTest, GreedyContinuationsMatchLlamaCpp) {
-  if (GetParam().quantized)
-    GTEST_SKIP() << "greedy identity is checked on the F32 variant (see Case::quantized)";
+  if (GetParam().loose)
+    GTEST_SKIP() << "greedy identity is checked on the F32 variant (see Case::loose)";
   for (const auto& g : fx_["greedy"]) {
     const auto prompt = g["prompt_tokens"].get<std::vector<int32_t>>();
     const auto want = g["tokens"].get<std::vector<int32_t>>();
@@ -140,7 +149,7 @@ TEST_P(ReferenceTest, GreedyContinuationsMatchLlamaCpp) {
 INSTANTIATE_TEST_SUITE_P(
     Models, ReferenceTest,
     ::testing::Values(
-        Case{"stories260K", KVS_STORIES, ""}, Case{"smollm2", KVS_SMOLLM2, "", true},
+        Case{"stories260K", KVS_STORIES, ""}, Case{"smollm2", KVS_SMOLLM2, ""},
         Case{"gemma3", KVS_GEMMA3, "", true},
         Case{"smollm2-f32", test::model_cache("derived/SmolLM2-135M-Instruct.F32.gguf"),
              KVS_SMOLLM2},
@@ -153,6 +162,22 @@ INSTANTIATE_TEST_SUITE_P(
         if (ch == '-') ch = '_';
       return n;
     });
+
+// The default backend (flash: tiled online softmax) rounds the attention differently from
+// llama.cpp; on a quantized file that is amplified by the Q8 activations, so it is held only
+// to the loose bar. The figure is what a user of the default gets (docs/correctness.md).
+TEST(ReferenceFlash, SmolLM2DefaultBackendStaysClose) {
+  KVS_REQUIRE_FILE(KVS_SMOLLM2);
+  EngineOptions eo;
+  eo.threads = 1;
+  eo.attention = "flash";
+  const auto engine = Engine::load(KVS_SMOLLM2, eo);
+  const Agreement a = agreement_with_fixture(*engine, load_fixture("smollm2"));
+  const double agree = a.top1, mad = a.mean_abs;
+  std::printf("[ smollm2, flash ] top-1 agreement %.4f, mean |dlogp| %.5f\n", agree, mad);
+  EXPECT_GE(agree, 0.93);
+  EXPECT_LT(mad, 0.12);
+}
 
 TEST(Stories260K, GreedyOnceUponATime) {
   KVS_REQUIRE_FILE(KVS_STORIES);

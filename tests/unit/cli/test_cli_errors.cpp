@@ -579,3 +579,34 @@ TEST(CliMemory, BadMemoryLimitIsNamed) {
 
 }  // namespace
 }  // namespace kvs
+
+namespace kvs {
+namespace {
+
+// KVSIEVE_DUMP_TENSORS (the op-by-op comparison with llama.cpp): every intermediate lands in
+// one file per name and layer, rows of floats; a directory that cannot be made is named.
+TEST(CliDump, TensorDumpWritesEveryLayerAndNamesABadDirectory) {
+  KVS_REQUIRE_FILE(KVS_STORIES);
+  const fs::path dir = scratch() / "dump";
+  fs::remove_all(dir);
+  {
+    test::ScopedEnv env("KVSIEVE_DUMP_TENSORS", dir.string());
+    const auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once upon a time", "-n", "1",
+                            "--temp", "0", "-t", "1"});
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  // stories260K: 5 layers, n_embd 64; "Once upon a time" is 5 tokens with BOS; one prefill.
+  for (int il = 0; il < 5; ++il)
+    for (const char* name : {"attn_norm", "kqv_out", "ffn_out", "l_out"})
+      EXPECT_EQ(fs::file_size(dir / (std::string(name) + "-" + std::to_string(il) + ".f32")),
+                5u * 64u * 4u)
+          << name << " " << il;
+  EXPECT_EQ(fs::file_size(dir / "result_output.f32"), 512u * 4u);  // the last row's logits
+  test::ScopedEnv env("KVSIEVE_DUMP_TENSORS", (scratch() / "afile" / "dump").string());
+  const auto r = run_cli({"generate", "-m", KVS_STORIES, "-p", "Once", "-n", "1"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("KVSIEVE_DUMP_TENSORS"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace kvs

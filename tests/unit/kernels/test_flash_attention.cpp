@@ -490,3 +490,56 @@ TEST(DISABLED_FlashAttentionBench, DecodeAndPrefill) {
 
 }  // namespace
 }  // namespace kvs
+
+namespace kvs {
+namespace {
+
+const AttentionBackend& ggml_exact() {
+  return find_attention_backend("ggml");
+}
+
+// The llama.cpp-exact backend computes the same attention as the reference (its roundings are
+// llama.cpp's, so the tolerance is float noise), fills the same sinks, and places keys by
+// position: any slot order gives bit-identical outputs.
+TEST(GgmlAttention, MatchesReferenceAndIgnoresSlotOrder) {
+  uint32_t seed = 500;
+  for (int64_t T : {1, 5, 40})
+    for (DType t : {DType::F32, DType::Q8_0})
+      for (int window : {0, 150})
+        for (float softcap : {0.0f, 30.0f}) {
+          Layout L;
+          L.T = T;
+          L.n_head = 9;
+          L.n_kv = 3;
+          L.window = window;
+          L.softcap = softcap;
+          L.kt = L.vt = t;
+          L.old = {120, 301, 77};
+          L.future = 2;
+          L.seed = ++seed;
+          SCOPED_TRACE(describe(L));
+          Problem p = make_problem(L);
+          const Result want = run(reference(), p, 2, true);
+          const Result got = run(ggml_exact(), p, 2, true);
+          expect_close(want, got, 1e-5, 1e-5);
+          // Reverse every head's slots (rows and positions together).
+          for (size_t g = 0; g < p.pos.size(); ++g) {
+            const size_t n = p.pos[g].size();
+            const size_t kb = p.k[g].size() / n, vb = p.v[g].size() / n;
+            std::vector<uint8_t> k2(p.k[g].size()), v2(p.v[g].size());
+            for (size_t j = 0; j < n; ++j) {
+              std::copy_n(p.k[g].begin() + j * kb, kb, k2.begin() + (n - 1 - j) * kb);
+              std::copy_n(p.v[g].begin() + j * vb, vb, v2.begin() + (n - 1 - j) * vb);
+            }
+            p.k[g] = std::move(k2);
+            p.v[g] = std::move(v2);
+            std::reverse(p.pos[g].begin(), p.pos[g].end());
+          }
+          const Result rev = run(ggml_exact(), p, 3, false);
+          EXPECT_EQ(rev.out, got.out);
+          if (HasFailure()) return;
+        }
+}
+
+}  // namespace
+}  // namespace kvs
