@@ -37,8 +37,9 @@ class GgmlExactAttention final : public AttentionBackend {
     const int group = s.n_head / s.n_head_kv;
     const int dk = s.head_dim_k, dv = s.head_dim_v;
     pool.parallel_for(s.n_head_kv, [&](int64_t g0, int64_t g1) {
-      std::vector<float> K, Vt, row, p;  // see the shapes below
-      std::vector<int32_t> slot_of;      // [L] slot holding position base + i, or -1
+      std::vector<float> K, Vt, row, p;          // see the shapes below
+      std::vector<float> tmp(std::max(dk, dv));  // [max(dk, dv)] one dequantized row
+      std::vector<int32_t> slot_of;              // [L] slot holding position base + i, or -1
       for (int64_t g = g0; g < g1; ++g) {
         const KVHeadView& h = kv.heads[g];
         if (h.score_last != nullptr) std::fill(h.score_last, h.score_last + h.len, 0.0f);
@@ -56,7 +57,6 @@ class GgmlExactAttention final : public AttentionBackend {
         slot_of.assign(L, -1);
         K.assign(L * dk, 0.0f);   // [L][dk] keys by position
         Vt.assign(dv * L, 0.0f);  // [dv][L] values by position, transposed as llama.cpp stores V
-        std::vector<float> tmp(std::max(dk, dv));  // [max(dk, dv)] one dequantized row
         for (int32_t j = 0; j < h.len; ++j) {
           const int64_t i = h.pos[j] - base;
           if (slot_of[i] >= 0)
