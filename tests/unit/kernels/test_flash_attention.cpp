@@ -11,6 +11,7 @@
 
 #include "kernels/attention/backend.h"
 #include "kernels/core/dtype.h"
+#include "kernels/core/error.h"
 #include "kernels/core/quant.h"
 
 namespace kvs {
@@ -539,6 +540,36 @@ TEST(GgmlAttention, MatchesReferenceAndIgnoresSlotOrder) {
           EXPECT_EQ(rev.out, got.out);
           if (HasFailure()) return;
         }
+}
+
+}  // namespace
+}  // namespace kvs
+
+namespace kvs {
+namespace {
+
+// Two slots at one position (a cache layout llama.cpp never has) is refused with a clear
+// error rather than silently dropping a key.
+TEST(GgmlAttention, DuplicatePositionsAreAnError) {
+  Layout L;
+  L.T = 2;
+  L.n_head = 2;
+  L.n_kv = 1;
+  L.old = {5};
+  Problem p = make_problem(L);
+  p.pos[0][1] = p.pos[0][0];
+  ThreadPool pool(1);
+  KVView kv;
+  kv.heads.push_back({p.k[0].data(), p.v[0].data(), p.pos[0].data(),
+                      static_cast<int32_t>(p.pos[0].size()), nullptr, nullptr});
+  std::vector<float> out(p.T * p.shape.n_head * p.shape.head_dim_v);
+  try {
+    ggml_exact().attend(p.shape, p.q.data(), p.q_pos.data(), p.T, kv, out.data(), pool);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("two cache slots hold position"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace
