@@ -36,6 +36,14 @@ class GgmlExactAttention final : public AttentionBackend {
     KVS_CHECK(supports(s, kv).empty(), supports(s, kv));
     const int group = s.n_head / s.n_head_kv;
     const int dk = s.head_dim_k, dv = s.head_dim_v;
+    // Checked here, on the calling thread: the pool's workers must not throw.
+    for (const KVHeadView& h : kv.heads) {
+      std::vector<int32_t> pos(h.pos, h.pos + h.len);
+      std::sort(pos.begin(), pos.end());
+      if (const auto d = std::adjacent_find(pos.begin(), pos.end()); d != pos.end())
+        throw Error("--attention ggml: two cache slots hold position " + std::to_string(*d) +
+                    "; this backend needs distinct positions");
+    }
     pool.parallel_for(s.n_head_kv, [&](int64_t g0, int64_t g1) {
       std::vector<float> K, Vt, row, p;          // see the shapes below
       std::vector<float> tmp(std::max(dk, dv));  // [max(dk, dv)] one dequantized row
@@ -59,9 +67,6 @@ class GgmlExactAttention final : public AttentionBackend {
         Vt.assign(dv * L, 0.0f);  // [dv][L] values by position, transposed as llama.cpp stores V
         for (int32_t j = 0; j < h.len; ++j) {
           const int64_t i = h.pos[j] - base;
-          if (slot_of[i] >= 0)
-            throw Error("--attention ggml: two cache slots hold position " +
-                        std::to_string(h.pos[j]) + "; this backend needs distinct positions");
           slot_of[i] = j;
           const float* kr = row_f32(kv.k_dtype, h.k, j, dk, tmp.data());
           std::copy(kr, kr + dk, K.begin() + i * dk);

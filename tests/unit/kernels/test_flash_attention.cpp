@@ -558,7 +558,7 @@ TEST(GgmlAttention, DuplicatePositionsAreAnError) {
   L.old = {5};
   Problem p = make_problem(L);
   p.pos[0][1] = p.pos[0][0];
-  ThreadPool pool(1);
+  ThreadPool pool(2);  // the error must come from the calling thread, not a worker
   KVView kv;
   kv.heads.push_back({p.k[0].data(), p.v[0].data(), p.pos[0].data(),
                       static_cast<int32_t>(p.pos[0].size()), nullptr, nullptr});
