@@ -294,8 +294,8 @@ std::vector<ErrorCase> cases() {
 
       // compare
       {"CompareModelMissing",
-       {"compare", "-m", "/nonexistent/m.gguf", "--suite", "quick", "--plans", "knorm-50", "--out",
-        D + "/cmp"},
+       {"compare", "-m", "/nonexistent/m.gguf", "--suite", "quick", "--plans", "knorm-50", "--text",
+        D + "/long.txt", "--out", D + "/cmp"},
        1,
        {"/nonexistent/m.gguf"},
        D + "/cmp"},
