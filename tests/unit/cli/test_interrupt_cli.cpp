@@ -65,9 +65,13 @@ TEST(InterruptCli, CompareLeavesCompleteCellsAndResumes) {
   KVS_REQUIRE_FILE(test::shared_data("text/botchan.txt"));
   test::TempDir dir;
   const std::string out = dir / "cmp";
-  const std::vector<std::string> args = {"compare", "-m",      KVS_STORIES, "--suite",
-                                         "quick",   "--plans", "knorm-50",  "--no-plots",
-                                         "-t",      "1",       "--out",     out};
+  const std::vector<std::string> args = {"compare",   "-m",
+                                         KVS_STORIES, "--suite",
+                                         "quick",     "--plans",
+                                         "knorm-50",  "--no-plots",
+                                         "-t",        "1",
+                                         "--out",     out,
+                                         "--text",    test::shared_data("text/botchan.txt")};
   size_t cells_at_stop = 0;
   {
     CliProcess p(args);
