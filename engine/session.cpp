@@ -159,12 +159,6 @@ void Session::install_tensor_dump() {
 
 size_t Session::full_cache_bytes(int64_t n_tokens) const {
   const ModelConfig& c = engine_.config();
-  size_t slots = 0;
-  for (int il = 0; il < c.n_layer; ++il) {
-    const int64_t kept = c.is_swa(il) ? std::min<int64_t>(n_tokens, c.sliding_window) : n_tokens;
-    slots += static_cast<size_t>(kept) * c.n_head_kv;
-  }
-  (void)slots;
   size_t bytes = 0;
   for (int il = 0; il < c.n_layer; ++il) {
     const int64_t kept = c.is_swa(il) ? std::min<int64_t>(n_tokens, c.sliding_window) : n_tokens;

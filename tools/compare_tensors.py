@@ -7,6 +7,7 @@ the largest difference relative to the tensor's largest magnitude; the first ten
 not bit-identical is where the engines part.
 
 Usage: python3 tools/compare_tensors.py KVSIEVE_DIR LLAMACPP_DIR [--tokens N] [--layers L]
+         [--skip ROWS]
 """
 import argparse
 import os
@@ -35,6 +36,9 @@ def main():
     ap.add_argument("llama")
     ap.add_argument("--tokens", type=int, default=0, help="rows to compare (0: llama.cpp's)")
     ap.add_argument("--layers", type=int, default=1000)
+    ap.add_argument("--skip", type=int, default=0,
+                    help="kvsieve rows to skip first: its dump appends decode steps to the "
+                         "prefill rows, so step k of llama.cpp's --then is --skip PROMPT+k-1")
     args = ap.parse_args()
     sh = shapes(args.llama)
     n_layer = 0
@@ -58,14 +62,22 @@ def main():
         b = np.fromfile(os.path.join(args.llama, lname + ".f32"), dtype=np.float32)
         rows_l = b.size // cols
         a = np.fromfile(kpath, dtype=np.float32)
+        if not base.startswith("result_"):
+            a = a[args.skip * cols:]
         if a.size % cols != 0:
             print(f"{kname:<18} (shape mismatch: {a.size} vs rows of {cols})")
             continue
         n = min(rows_l, a.size // cols)
         if args.tokens:
             n = min(n, args.tokens)
-        a = a[: n * cols].reshape(n, cols)
-        b = b[: n * cols].reshape(n, cols)
+        if base.startswith("result_"):
+            # kvsieve computes the output rows it needs (the last one for generate) while
+            # the dump script asks llama.cpp for all: compare the trailing rows.
+            a = a[a.size - n * cols:].reshape(n, cols)
+            b = b[b.size - n * cols:].reshape(n, cols)
+        else:
+            a = a[: n * cols].reshape(n, cols)
+            b = b[: n * cols].reshape(n, cols)
         same = np.mean(a.view(np.uint32) == b.view(np.uint32))
         d = np.abs(a.astype(np.float64) - b.astype(np.float64))
         scale = max(np.abs(b).max(), 1e-30)

@@ -20,6 +20,8 @@ import os
 import numpy as np
 import llama_cpp
 
+from llamacpp_options import disable_repack
+
 
 class GgmlTensor(ctypes.Structure):
     # struct ggml_tensor (ggml.h): stable since 2024; GGML_MAX_DIMS 4, GGML_MAX_OP_PARAMS 64,
@@ -55,7 +57,12 @@ def main():
     ap.add_argument("--then", default="",
                     help="comma-separated ids decoded one at a time after the batch; step k's "
                          "tensors go to OUT/step<k>")
+    ap.add_argument("--no-repack", action="store_true",
+                    help="keep weights in their GGUF block layout (llama-cli's --no-repack); "
+                         "kvsieve replicates llama.cpp's default, which repacks Q4_K")
     args = ap.parse_args()
+    if args.no_repack:
+        disable_repack()
     ids = [int(x) for x in args.ids.split(",")]
     os.makedirs(args.out, exist_ok=True)
     seen = {}

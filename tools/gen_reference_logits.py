@@ -21,6 +21,8 @@ import numpy as np
 from llama_cpp import Llama
 import llama_cpp
 
+from llamacpp_options import disable_repack
+
 PROMPTS = ["Once upon a time", "The capital of France is", "def fibonacci(n):"]
 TOP = 5
 
@@ -67,7 +69,13 @@ def main():
     ap.add_argument("--out", default=os.path.join(root, "tests", "fixtures", "reference"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kvsieve", default=os.path.join(root, "build", "kvsieve"))
+    ap.add_argument("--only", default="", help="comma-separated fixture names to regenerate")
+    ap.add_argument("--no-repack", action="store_true",
+                    help="keep weights in their GGUF block layout (llama-cli's --no-repack); "
+                         "kvsieve replicates llama.cpp's default, which repacks Q4_K")
     args = ap.parse_args()
+    if args.no_repack:
+        disable_repack()
     os.makedirs(args.out, exist_ok=True)
     text_path = os.path.join(args.shared, "text", "botchan.txt")
     with open(text_path, "rb") as f:
@@ -76,6 +84,8 @@ def main():
     text = raw[offset:offset + 8000].decode("utf-8", "ignore")
 
     for name, fname, where, n_eval in MODELS:
+        if args.only and name not in args.only.split(","):
+            continue
         if where == "shared_models":
             path = os.path.join(args.shared, "models", fname)
         elif where == "fixtures":
@@ -120,7 +130,8 @@ def main():
         fixture = {
             "model": fname,
             "sha256": sha256(path),
-            "reference": f"llama.cpp via llama-cpp-python {llama_cpp.__version__}, f32 KV cache, no flash attention",
+            "reference": f"llama.cpp via llama-cpp-python {llama_cpp.__version__}, f32 KV cache, "
+                         f"no flash attention, {'no repack' if args.no_repack else 'default repack'}",
             "text": "text/botchan.txt",
             "text_offset": offset,
             "text_chars": 8000,

@@ -67,7 +67,8 @@ void ref::matmul_quantized(const float* x, int64_t T, const Tensor& W, const flo
     kvs::ref::quantize_activation(W.dtype, x + t * K, act.data() + t * act_bytes, K);
   for (int64_t n = 0; n < N; ++n)
     for (int64_t t = 0; t < T; ++t)
-      y[t * N + n] = kvs::ref::vec_dot(W.dtype, K, W.row(n), act.data() + t * act_bytes) +
+      y[t * N + n] = kvs::ref::vec_dot(W.dtype, K, W.row(n), act.data() + t * act_bytes,
+                                       dot_kernel(W.dtype, N, T, t)) +
                      (bias != nullptr ? bias[n] : 0.0f);
 }
 
@@ -96,12 +97,33 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
       quantize_activation(W.dtype, x + t * K, act_data + t * act_bytes, K);
   });
   const DType wt = W.dtype;
+  thread_local std::vector<float> act_d, act_s;  // [K / 32][T] f32 block scales (Q8_0/Q8_1)
+  activation_scales(wt, act_data, T, act_bytes, K, act_d, act_s);
+  // The workers see their own thread_local vectors: hand them this thread's data.
+  const float* act_d_data = act_d.empty() ? nullptr : act_d.data();
+  const float* act_s_data = act_s.empty() ? nullptr : act_s.data();
   pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const uint8_t* w = W.row(n);
       const float b = bias != nullptr ? bias[n] : 0.0f;
-      for (int64_t t = 0; t < T; ++t)
-        y[t * N + n] = vec_dot(wt, K, w, act_data + t * act_bytes) + b;
+      int64_t t = 0;
+      // Four tokens per call where they share a kernel (llama.cpp's choice varies only at a
+      // batch's last T % 4 tokens): the weight row's blocks are unpacked once for the four.
+      for (; t + 4 <= T; t += 4) {
+        const DotKernel k = dot_kernel(wt, N, T, t);
+        if (k != dot_kernel(wt, N, T, t + 3)) break;
+        ActBatch a;
+        a.rows = act_data + t * act_bytes;
+        a.stride = act_bytes;
+        a.d = act_d_data != nullptr ? act_d_data + t : nullptr;
+        a.s = act_s_data != nullptr ? act_s_data + t : nullptr;
+        a.ld = T;
+        float out[4];
+        vec_dot_x4(wt, K, w, a, k, out);
+        for (int j = 0; j < 4; ++j) y[(t + j) * N + n] = out[j] + b;
+      }
+      for (; t < T; ++t)
+        y[t * N + n] = vec_dot(wt, K, w, act_data + t * act_bytes, dot_kernel(wt, N, T, t)) + b;
     }
   });
 }

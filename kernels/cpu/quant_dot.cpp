@@ -87,6 +87,39 @@ float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_r
 #endif
 }
 
+void activation_scales(DType weight_type, const uint8_t* act, int64_t tokens, size_t stride,
+                       int64_t n, std::vector<float>& d, std::vector<float>& s) {
+  const DType at = vec_dot_type(weight_type);
+  d.clear();
+  s.clear();
+  if (at != DType::Q8_0 && at != DType::Q8_1) return;
+  const int64_t nb = n / kQK;
+  d.resize(static_cast<size_t>(nb * tokens));  // [nb][tokens]
+  if (at == DType::Q8_1) s.resize(d.size());   // [nb][tokens]
+  for (int64_t j = 0; j < tokens; ++j) {
+    const uint8_t* row = act + j * stride;
+    for (int64_t i = 0; i < nb; ++i) {
+      if (at == DType::Q8_0) {
+        d[i * tokens + j] = fp16_to_fp32(reinterpret_cast<const BlockQ8_0*>(row)[i].d);
+      } else {
+        const BlockQ8_1& b = reinterpret_cast<const BlockQ8_1*>(row)[i];
+        d[i * tokens + j] = fp16_to_fp32(b.d);
+        s[i * tokens + j] = fp16_to_fp32(b.s);
+      }
+    }
+  }
+}
+
+void vec_dot_x4(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
+                DotKernel kernel, float* out) {
+#if defined(KVS_QUANT_DOT_AVX2)
+  avx2::vec_dot_x4(weight_type, n, w_row, a, kernel, out);
+#else
+  for (int j = 0; j < 4; ++j)
+    out[j] = ref::vec_dot(weight_type, n, w_row, a.rows + j * a.stride, kernel);
+#endif
+}
+
 namespace ref {
 namespace {
 

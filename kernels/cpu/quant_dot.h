@@ -14,10 +14,12 @@
 //
 // llama.cpp does not evaluate every output of a matmul with vec_dot: whole batches of K-quant
 // weights go through other kernels that round differently. dot_kernel() names the kernel for
-// one output and vec_dot(..., DotKernel) reproduces it; ops::matmul must pass it through.
+// one output and vec_dot(..., DotKernel) reproduces it; ops::matmul (and its twin) use it for
+// every output, so a prefill rounds as llama.cpp does for the same batch size.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/core/dtype.h"
 #include "kernels/core/quant_blocks.h"
@@ -78,6 +80,30 @@ DotKernel dot_kernel(DType weight_type, int64_t rows, int64_t tokens, int64_t t)
 // vec_dot as `kernel` computes it. For types the kernel does not cover it is plain vec_dot.
 float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row,
               DotKernel kernel);
+
+// Four tokens' activation rows for vec_dot_x4: row j at rows + j * stride. For Q8_0/Q8_1
+// rows, d and s hold their f16 block scales (and Q8_1 sums) as f32, block-major: block i of
+// row j at d[i * ld + j] (activation_scales() fills them for a whole batch); converting them
+// once per batch instead of once per weight row is a large share of the prefill's work.
+struct ActBatch {
+  const uint8_t* rows = nullptr;
+  size_t stride = 0;
+  const float* d = nullptr;  // [blocks][ld] f32 scales, or null for Q8_K and float rows
+  const float* s = nullptr;  // [blocks][ld] f32 Q8_1 sums, or null
+  int64_t ld = 0;
+};
+
+// The f32 scales of `tokens` activation rows (stride bytes apart) quantized for weight_type:
+// d and s resized to [n / 32][tokens] for Q8_0/Q8_1 formats (s only for Q8_1), left empty
+// otherwise.
+void activation_scales(DType weight_type, const uint8_t* act, int64_t tokens, size_t stride,
+                       int64_t n, std::vector<float>& d, std::vector<float>& s);
+
+// out[j] = vec_dot(weight_type, n, w_row, a.rows + j * a.stride, kernel) for j < 4, bit for
+// bit: one weight row against four tokens' activation rows, each weight block unpacked once
+// for all four (the prefill matmul's inner step).
+void vec_dot_x4(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
+                DotKernel kernel, float* out /*[4]*/);
 
 namespace ref {
 void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n);
@@ -143,6 +169,8 @@ namespace avx2 {
 float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row);
 float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row,
               DotKernel kernel);
+void vec_dot_x4(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
+                DotKernel kernel, float* out);
 void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n);
 }  // namespace avx2
 #endif

@@ -15,82 +15,11 @@
 
 #include "kernels/core/error.h"
 #include "kernels/core/half.h"
+#include "kernels/cpu/avx2_simd.h"
+#include "kernels/cpu/k_quant_avx2.h"
 
 namespace kvs::avx2 {
 namespace {
-
-inline float h2f(uint16_t h) {
-  return _cvtsh_ss(h);
-}
-
-inline float hsum(__m256 v) {
-  __m128 r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
-  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-  r = _mm_add_ss(r, _mm_movehdup_ps(r));
-  return _mm_cvtss_f32(r);
-}
-
-inline int hsum_i32(__m256i v) {
-  __m128i r = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  r = _mm_add_epi32(r, _mm_unpackhi_epi64(r, r));
-  r = _mm_add_epi32(r, _mm_shuffle_epi32(r, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm_cvtsi128_si32(r);
-}
-
-inline __m256i loadu(const void* p) {
-  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
-}
-
-// acc += sums of 4 adjacent u8*s8 products per int32 lane. Callers keep u <= 128 and
-// |s| <= 127, so the int16 pair sums of the maddubs fallback (<= 32512) never saturate and all
-// three paths give the same exact result.
-inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-  return _mm256_dpbusd_epi32(acc, u, s);
-#elif defined(__AVXVNNI__)
-  return _mm256_dpbusd_avx_epi32(acc, u, s);
-#else
-  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
-#endif
-}
-
-// Signed x signed via |x| and sign(x)*y. Exact while y != -128, which ggml-style activation
-// quantizers never produce (their quants lie in -127..127); x may be any int8.
-inline __m256i dot_s8(__m256i x, __m256i y) {
-  return dpbusd(_mm256_setzero_si256(), _mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-}
-
-// 16 packed bytes -> 32 nibbles: byte j holds element j (low nibbles first, then high).
-inline __m256i nibbles32(const uint8_t* p) {
-  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
-}
-
-// 32 bits (little-endian) -> 32 bytes, byte j = 0xFF where bit j is set.
-inline __m256i bits32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, sizeof(v));
-  const __m256i spread = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(static_cast<int>(v)),
-      _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
-  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-}
-
-// _mm256_shuffle_epi8 controls that broadcast int16 element 2k of each 128-bit half to the
-// low half and element 2k+1 to the high half: the scales of two consecutive 16-element groups,
-// lined up with the int16 pair sums of one 32-byte maddubs.
-constexpr std::array<std::array<int8_t, 32>, 4> make_pair_shuffles() {
-  std::array<std::array<int8_t, 32>, 4> t{};
-  for (int k = 0; k < 4; ++k)
-    for (int b = 0; b < 32; ++b) t[k][b] = static_cast<int8_t>(4 * k + (b >= 16 ? 2 : 0) + (b & 1));
-  return t;
-}
-alignas(32) constexpr auto kPairShuffle = make_pair_shuffles();
-
-inline __m256i pair_shuffle(int k) {
-  return loadu(kPairShuffle[k].data());
-}
 
 // ---------------------------------------------------------------- float rows
 
@@ -293,45 +222,6 @@ float dot_q3_K(int64_t nb, const BlockQ3_K* x, const BlockQ8_K* y) {
   }
   return hsum(acc);
 }
-
-// Q4_K/Q5_K: 8 six-bit scales (bytes 0..7 of the result) and mins (bytes 8..15).
-inline void k4_scales_mins(const uint8_t* s, uint8_t* out /*[16]*/) {
-  uint32_t u[4];
-  std::memcpy(u, s, 12);
-  constexpr uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
-  u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
-  const uint32_t mins_lo = u[1] & k1;
-  u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
-  u[2] = mins_lo;
-  u[0] &= k1;
-  std::memcpy(out, u, 16);
-}
-
-// Integer lanes of one Q4_K/Q5_K super-block: sum64[j] gets the 8 lanes of 64-element chunk j
-// (lane l = sc[2j] * elements 64j+4l..+3 + sc[2j+1] * elements 64j+32+4l..+3).
-template <bool kFive, typename Block>
-inline void q45_K_lanes(const Block& x, const BlockQ8_K& y, const uint8_t* sm, __m256i* sum64) {
-  const __m256i m4 = _mm256_set1_epi8(0xF);
-  const __m256i m1 = _mm256_set1_epi8(1);
-  __m256i hbits = _mm256_setzero_si256();
-  if constexpr (kFive) hbits = loadu(x.qh);
-  for (int j = 0; j < 4; ++j) {
-    const __m256i q4bits = loadu(x.qs + 32 * j);
-    __m256i ql = _mm256_and_si256(q4bits, m4);
-    __m256i qh = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
-    if constexpr (kFive) {
-      ql = _mm256_or_si256(
-          ql, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), m1), 4));
-      qh = _mm256_or_si256(
-          qh, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), m1), 4));
-    }
-    const __m256i pl = _mm256_maddubs_epi16(ql, loadu(y.qs + 64 * j));
-    const __m256i ph = _mm256_maddubs_epi16(qh, loadu(y.qs + 64 * j + 32));
-    sum64[j] = _mm256_add_epi32(_mm256_madd_epi16(pl, _mm256_set1_epi16(sm[2 * j])),
-                                _mm256_madd_epi16(ph, _mm256_set1_epi16(sm[2 * j + 1])));
-  }
-}
-
 // ggml_vec_dot_q4_K_q8_K: acc = fma(d, lanes, acc) and a separate 4-lane min accumulator,
 // lane k = mn[2k]*S[2k] + mn[2k+1]*S[2k+1] (S: 32-element activation sums), acc_m =
 // fma(-d_a*dmin_w, lane, acc_m); result hsum_float_8(acc) + hsum of acc_m.
@@ -361,7 +251,9 @@ float dot_q45_K(int64_t nb, const Block* x, const BlockQ8_K* y) {
       acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
     }
     __m256i sum64[4];
-    q45_K_lanes<kFive>(x[i], y[i], sm, sum64);
+    Q45Unpacked u;
+    q45_K_unpack<kFive>(x[i], u);
+    q45_K_lanes(u, y[i], sm, sum64);
     const __m256i sumi = _mm256_add_epi32(_mm256_add_epi32(sum64[0], sum64[1]),
                                           _mm256_add_epi32(sum64[2], sum64[3]));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
@@ -371,45 +263,13 @@ float dot_q45_K(int64_t nb, const Block* x, const BlockQ8_K* y) {
   return hsum(acc) + _mm_cvtss_f32(acc_m);
 }
 
-// Integer lanes of one Q6_K super-block, laid out as ggml_vec_dot_q6_K_q8_K's.
-inline __m256i q6_K_lanes(const BlockQ6_K& x, const BlockQ8_K& y) {
-  const __m256i m4 = _mm256_set1_epi8(0xF);
-  const __m256i m3 = _mm256_set1_epi8(3);
-  const __m256i scales =
-      _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));  // [16]
-  // The -32 bias is folded out of the inner loop: sum(s*(q-32)*q8) = sum(s*q*q8) -
-  // 32*sum(s*bsum).
-  const __m256i bias = _mm256_slli_epi32(_mm256_madd_epi16(scales, loadu(y.bsums)), 5);
-  __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), bias);
-  const __m256i sc_half[2] = {_mm256_permute2x128_si256(scales, scales, 0x00),
-                              _mm256_permute2x128_si256(scales, scales, 0x11)};
-  for (int h = 0; h < 2; ++h) {
-    const __m256i ql0 = loadu(x.ql + 64 * h);
-    const __m256i ql1 = loadu(x.ql + 64 * h + 32);
-    const __m256i qh = loadu(x.qh + 32 * h);
-    const __m256i q6[4] = {
-        _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4)),
-        _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4)),
-        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4)),
-        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4)),
-    };
-    for (int g = 0; g < 4; ++g) {
-      const __m256i p = _mm256_maddubs_epi16(q6[g], loadu(y.qs + 128 * h + 32 * g));
-      sumi = _mm256_add_epi32(
-          sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc_half[h], pair_shuffle(g))));
-    }
-  }
-  return sumi;
-}
-
 float dot_q6_K(int64_t nb, const BlockQ6_K* x, const BlockQ8_K* y) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
     const float d = h2f(x[i].d) * y[i].d;
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(q6_K_lanes(x[i], y[i])), acc);
+    Q6Unpacked u;
+    q6_K_unpack(x[i], u);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(q6_K_lanes(u, y[i])), acc);
   }
   return hsum(acc);
 }
@@ -422,22 +282,17 @@ inline void k_block_ints(DType t, DotKernel k, const uint8_t* w, const BlockQ8_K
     const auto& x = *reinterpret_cast<const BlockQ4_K*>(w);
     alignas(16) uint8_t sm[16];  // [8] scales, [8] mins
     k4_scales_mins(x.scales, sm);
-    __m256i sum64[4];
-    q45_K_lanes<false>(x, y, sm, sum64);
-    for (int c = 0; c < 4; ++c) {
-      b.isum64[c] = hsum_i32(sum64[c]);
-      b.imin64[c] = sm[8 + 2 * c] * (y.bsums[4 * c] + y.bsums[4 * c + 1]) +
-                    sm[9 + 2 * c] * (y.bsums[4 * c + 2] + y.bsums[4 * c + 3]);
-    }
+    Q45Unpacked u;
+    q45_K_unpack<false>(x, u);
+    q4_K_block_ints(u, sm, y, k == DotKernel::kRepackGemm, b);
     b.d = h2f(x.d);
     b.dmin = h2f(x.dmin);
   } else if (t == DType::Q6_K && k != DotKernel::kRepackGemm) {
     const auto& x = *reinterpret_cast<const BlockQ6_K*>(w);
-    b.isum64[0] = hsum_i32(q6_K_lanes(x, y));  // only the total is used (no GEMM for Q6_K)
-    b.isum64[1] = b.isum64[2] = b.isum64[3] = 0;
-    b.imin64[0] = b.imin64[1] = b.imin64[2] = b.imin64[3] = 0;
+    Q6Unpacked u;
+    q6_K_unpack(x, u);
+    q6_K_block_ints(u, y, b);
     b.d = h2f(x.d);
-    b.dmin = 0.0f;
   } else {
     detail::k_block_ints_scalar(t, w, y, b);
   }

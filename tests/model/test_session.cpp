@@ -1,5 +1,9 @@
-// Session invariants on a real model: chunking, threads and prefix reuse never change logits.
+// Session invariants on a real model: threads, chunking and prefix reuse do not change logits.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 
 #include "engine/engine.h"
 #include "engine/session.h"
@@ -29,19 +33,69 @@ void expect_close(const std::vector<float>& a, const std::vector<float>& b, floa
 
 class SessionTest : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(SessionTest, ChunkSizeAndThreadsDoNotChangeLogits) {
+// Threads split rows and heads, never a sum: the logits are bit-identical for any count.
+TEST_P(SessionTest, ThreadsDoNotChangeLogits) {
   KVS_REQUIRE_FILE(GetParam());
   auto e1 = load(GetParam(), 1);
   auto e2 = load(GetParam(), 2);
   const auto toks = sample_tokens(*e1);
   const int64_t n = static_cast<int64_t>(toks.size());
-  SessionOptions big;
-  SessionOptions small;
+  for (int n_batch : {5, 512}) {
+    SessionOptions so;
+    so.n_batch = n_batch;
+    Session a(*e1, so), b(*e2, so);
+    EXPECT_EQ(a.eval(toks, n), b.eval(toks, n)) << "n_batch " << n_batch;
+  }
+}
+
+// Chunking changes nothing in exact arithmetic. In float it changes only which kernel
+// llama.cpp (and so kvsieve) uses for K-quant weights: Q4_K's repacked GEMM for whole groups
+// of 4 tokens and GEMV for the rest, the tiled matmul for other K-quants from 8 tokens on;
+// each rounds its sums differently (kernels/cpu/quant_dot.h). Models without K-quants must
+// agree tightly; Gemma 3 Q4_K_M as closely as two roundings of its Q8_K activations allow.
+TEST_P(SessionTest, ChunkSizeDoesNotChangeLogits) {
+  KVS_REQUIRE_FILE(GetParam());
+  auto e = load(GetParam(), 1);
+  const auto toks = sample_tokens(*e);
+  const int64_t n = static_cast<int64_t>(toks.size());
+  SessionOptions big, small;
   small.n_batch = 5;
-  Session a(*e1, big), b(*e1, small), c(*e2, small);
-  const auto la = a.eval(toks, n), lb = b.eval(toks, n), lc = c.eval(toks, n);
-  expect_close(la, lb, 1e-4f);
-  expect_close(lb, lc, 1e-4f);
+  Session a(*e, big), b(*e, small);
+  const auto la = a.eval(toks, n), lb = b.eval(toks, n);  // [n][n_vocab]
+  const bool k_quants = GetParam() == KVS_GEMMA3;
+  if (!k_quants) {
+    expect_close(la, lb, 1e-4f);
+    return;
+  }
+  // The bar of docs/correctness.md for two roundings of one quantized model: top-1 agreement
+  // and mean |delta log p| over each row's top 5 (llama.cpp's own repacked vs plain kernels:
+  // 0.947 / 0.053 on 640 tokens).
+  ASSERT_EQ(la.size(), lb.size());
+  const int64_t V = e->config().n_vocab;
+  const auto log_sum_exp = [V](const float* r) {
+    const float m = *std::max_element(r, r + V);
+    double s = 0.0;
+    for (int64_t j = 0; j < V; ++j) s += std::exp(static_cast<double>(r[j]) - m);
+    return m + std::log(s);
+  };
+  int64_t same_top = 0, terms = 0;
+  double diff = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* ra = la.data() + i * V;
+    const float* rb = lb.data() + i * V;
+    std::vector<int64_t> ids(V);
+    for (int64_t j = 0; j < V; ++j) ids[j] = j;
+    std::partial_sort(ids.begin(), ids.begin() + 5, ids.end(),
+                      [ra](int64_t x, int64_t y) { return ra[x] > ra[y]; });
+    same_top += ids[0] == std::max_element(rb, rb + V) - rb;
+    const double za = log_sum_exp(ra), zb = log_sum_exp(rb);
+    for (int k = 0; k < 5; ++k, ++terms) diff += std::fabs((ra[ids[k]] - za) - (rb[ids[k]] - zb));
+  }
+  const double top1 = static_cast<double>(same_top) / n, mad = diff / terms;
+  std::printf("[ chunks of 5 vs %d ] top-1 agreement %.4f, mean |dlogp| %.5f\n", big.n_batch, top1,
+              mad);
+  EXPECT_GE(top1, 0.93);
+  EXPECT_LT(mad, 0.12);
 }
 
 TEST_P(SessionTest, TruncateThenContinueEqualsFreshEvaluation) {

@@ -11,6 +11,7 @@
 #include "kernels/core/half.h"
 #include "kernels/core/quant.h"
 #include "kernels/core/quant_blocks.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant_dot.h"
 
 namespace kvs {
@@ -399,6 +400,88 @@ TEST(QuantDot, DotKernelSelection) {
   EXPECT_EQ(dot_kernel(DType::Q5_K, 640, 9, 0), DotKernel::kTiled);
   for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::F32, DType::F16})
     EXPECT_EQ(dot_kernel(t, 640, 512, 3), DotKernel::kVecDot) << dtype_name(t);
+}
+
+// (i) The four-token kernel against four single calls, bit for bit, on every weight type and
+// every kernel (the activation rows sit at a stride, as in the matmul's buffer).
+TEST(QuantDot, FourTokenKernelMatchesSingleRows) {
+  std::mt19937 rng(31);
+  const DotKernel kernels[] = {DotKernel::kVecDot, DotKernel::kTiled, DotKernel::kRepackGemv,
+                               DotKernel::kRepackGemm};
+  for (DType t : kWeightTypes) {
+    for (int64_t n : sizes(t)) {
+      if (n % dtype_traits(t).block_size != 0) continue;
+      const auto w = random_weights(t, n, rng);
+      const size_t ab = activation_row_bytes(t, n);
+      const size_t stride = ab + 64;  // [4] rows of ab bytes, then padding
+      std::vector<uint8_t> act(4 * stride);
+      for (int j = 0; j < 4; ++j) {
+        const auto x = randn(n, rng, 3.0f);
+        quantize_activation(t, x.data(), act.data() + j * stride, n);
+      }
+      std::vector<float> d, s;  // [blocks][4] f32 scales where the format has them
+      activation_scales(t, act.data(), 4, stride, n, d, s);
+      ActBatch a;
+      a.rows = act.data();
+      a.stride = stride;
+      a.d = d.empty() ? nullptr : d.data();
+      a.s = s.empty() ? nullptr : s.data();
+      a.ld = 4;
+      for (DotKernel k : kernels) {
+        float out[4];
+        vec_dot_x4(t, n, w.data(), a, k, out);
+        for (int j = 0; j < 4; ++j)
+          ASSERT_EQ(out[j], vec_dot(t, n, w.data(), act.data() + j * stride, k))
+              << dtype_name(t) << " n=" << n << " kernel " << static_cast<int>(k) << " row " << j;
+      }
+    }
+  }
+}
+
+// (h) ops::matmul and its scalar twin evaluate every output with the kernel dot_kernel names
+// for that batch, bit for bit: this is what makes K-quant prefills match llama.cpp (a matmul
+// that used plain vec_dot everywhere left Gemma 3 Q4_K_M at top-1 0.95 against it).
+TEST(QuantDot, MatmulUsesTheKernelLlamaCppPicksPerBatch) {
+  std::mt19937 rng(29);
+  ThreadPool pool(2);
+  const int64_t K = 512;
+  for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    for (int64_t N : {int64_t{40}, int64_t{36}}) {  // Q4_K repacks only rows % 8 == 0
+      std::vector<uint8_t> wq;                      // [N] rows of K elements in type t
+      for (int64_t n = 0; n < N; ++n) {
+        const auto row = random_weights(t, K, rng);
+        wq.insert(wq.end(), row.begin(), row.end());
+      }
+      const Tensor W{wq.data(), t, {K, N, 1, 1}, 2};
+      for (int64_t T : {int64_t{3}, int64_t{13}}) {
+        const auto x = randn(K * T, rng, 3.0f);
+        std::vector<float> y(T * N), y_twin(T * N);  // [T, N]
+        ops::matmul(x.data(), T, W, nullptr, y.data(), pool);
+        ops::ref::matmul_quantized(x.data(), T, W, nullptr, y_twin.data());
+        const size_t ab = activation_row_bytes(t, K);
+        std::vector<uint8_t> act(ab);  // one token's Q8_K row
+        int differs_from_plain = 0;
+        for (int64_t tok = 0; tok < T; ++tok) {
+          ref::quantize_activation(t, x.data() + tok * K, act.data(), K);
+          const DotKernel k = dot_kernel(t, N, T, tok);
+          for (int64_t n = 0; n < N; ++n) {
+            const void* w = wq.data() + n * row_bytes(t, K);
+            // Against each twin's own vec_dot: Q5_K's plain vec_dot sums in another order
+            // in the scalar twin (see quant_dot.h).
+            const float want = ref::vec_dot(t, K, w, act.data(), k);
+            ASSERT_EQ(y[tok * N + n], vec_dot(t, K, w, act.data(), k))
+                << dtype_name(t) << " N=" << N << " T=" << T;
+            ASSERT_EQ(y_twin[tok * N + n], want) << dtype_name(t) << " N=" << N << " T=" << T;
+            differs_from_plain += want != ref::vec_dot(t, K, w, act.data());
+          }
+        }
+        // The batch kernels round differently from vec_dot, so the check above can fail.
+        if (dot_kernel(t, N, T, 0) != DotKernel::kVecDot) {
+          EXPECT_GT(differs_from_plain, 0) << dtype_name(t) << " N=" << N << " T=" << T;
+        }
+      }
+    }
+  }
 }
 
 // Throughput of the weight stream (GB/s of weight bytes) at n = 4096, optimized vs reference.
