@@ -1,5 +1,6 @@
 #pragma once
-// SIMD helpers shared by the AVX2 quant dot kernels (quant_dot_avx2.cpp, quant_dot_x4_avx2.cpp).
+// SIMD helpers shared by the AVX2 quant dot kernels (quant_dot_avx2.cpp,
+// quant_dot_tokens_avx2.cpp).
 // Only included where KVS_QUANT_DOT_AVX2 is defined.
 #include <immintrin.h>
 

@@ -3,6 +3,10 @@
 #include <bit>
 #include <cmath>
 
+#if defined(__AVX2__) && defined(__F16C__)
+#include <immintrin.h>
+#endif
+
 #include "kernels/core/half.h"
 
 namespace kvs::ggml {
@@ -46,11 +50,40 @@ struct GeluTable {
 
 }  // namespace
 
-float gelu_f16_table(float x) {
+const GeluTable& gelu_table() {
   static const GeluTable table;
+  return table;
+}
+
+float gelu_f16_table(float x) {
   if (x <= -10.0f) return 0.0f;
   if (x >= 10.0f) return x;
-  return fp16_to_fp32(table.v[fp32_to_fp16(x)]);
+  return fp16_to_fp32(gelu_table().v[fp32_to_fp16(x)]);
+}
+
+void geglu_f16_table(const float* gate, const float* up, float* out, int64_t n) {
+  const GeluTable& table = gelu_table();
+  int64_t i = 0;
+#if defined(__AVX2__) && defined(__F16C__)
+  // F16C rounds to nearest even like fp32_to_fp16, so the lookups are the scalar ones.
+  const __m256 lo = _mm256_set1_ps(-10.0f), hi = _mm256_set1_ps(10.0f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(gate + i);
+    alignas(16) uint16_t h[8];  // f16 bits of x, then of gelu(x)
+    _mm_store_si128(reinterpret_cast<__m128i*>(h),
+                    _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (uint16_t& v : h) v = table.v[v];
+    __m256 g = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(h)));
+    g = _mm256_blendv_ps(g, x, _mm256_cmp_ps(x, hi, _CMP_GE_OQ));
+    __m256 y = _mm256_mul_ps(g, _mm256_loadu_ps(up + i));
+    y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LE_OQ));
+    _mm256_storeu_ps(out + i, y);
+  }
+#endif
+  for (; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g <= -10.0f ? 0.0f : gelu_f16_table(g) * up[i];
+  }
 }
 
 float v_silu(float x) {

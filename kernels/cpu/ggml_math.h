@@ -20,6 +20,9 @@ float v_silu(float x);
 // ggml_vec_geglu_f32 lane (GGML_GELU_FP16): GELU-tanh looked up by the f16 of x in a table
 // of f16 values, 0 below -10 and x above 10.
 float gelu_f16_table(float x);
+// out[i] = gelu(gate[i]) * up[i] with gelu_f16_table (0 for gate <= -10), as
+// ggml_vec_geglu_f32; out may alias gate or up.
+void geglu_f16_table(const float* gate, const float* up, float* out, int64_t n);
 
 // ggml_vec_dot_f32 (AVX: 4 accumulators of 8 lanes over 32-element steps, FMA, then the
 // GGML_F32x8_REDUCE tree), for any n; the tail past a multiple of 32 is added in float.

@@ -25,10 +25,12 @@ inline void k4_scales_mins(const uint8_t* s, uint8_t* out /*[16]*/) {
 // hi[j] elements 64j+32..+63, one byte each.
 struct Q45Unpacked {
   __m256i lo[4], hi[4];
+  __m256i sc[8];  // scale k of sm broadcast to int16 lanes, made once per block
 };
 
 template <bool kFive, typename Block>
-inline void q45_K_unpack(const Block& x, Q45Unpacked& u) {
+inline void q45_K_unpack(const Block& x, const uint8_t* sm, Q45Unpacked& u) {
+  for (int k = 0; k < 8; ++k) u.sc[k] = _mm256_set1_epi16(sm[k]);
   const __m256i m4 = _mm256_set1_epi8(0xF);
   const __m256i m1 = _mm256_set1_epi8(1);
   __m256i hbits = _mm256_setzero_si256();
@@ -48,13 +50,12 @@ inline void q45_K_unpack(const Block& x, Q45Unpacked& u) {
 
 // Integer lanes of one Q4_K/Q5_K super-block: sum64[j] gets the 8 lanes of 64-element chunk j
 // (lane l = sc[2j] * elements 64j+4l..+3 + sc[2j+1] * elements 64j+32+4l..+3).
-inline void q45_K_lanes(const Q45Unpacked& u, const BlockQ8_K& y, const uint8_t* sm,
-                        __m256i* sum64) {
+inline void q45_K_lanes(const Q45Unpacked& u, const BlockQ8_K& y, __m256i* sum64) {
   for (int j = 0; j < 4; ++j) {
     const __m256i pl = _mm256_maddubs_epi16(u.lo[j], loadu(y.qs + 64 * j));
     const __m256i ph = _mm256_maddubs_epi16(u.hi[j], loadu(y.qs + 64 * j + 32));
-    sum64[j] = _mm256_add_epi32(_mm256_madd_epi16(pl, _mm256_set1_epi16(sm[2 * j])),
-                                _mm256_madd_epi16(ph, _mm256_set1_epi16(sm[2 * j + 1])));
+    sum64[j] = _mm256_add_epi32(_mm256_madd_epi16(pl, u.sc[2 * j]),
+                                _mm256_madd_epi16(ph, u.sc[2 * j + 1]));
   }
 }
 
@@ -62,16 +63,18 @@ inline void q45_K_lanes(const Q45Unpacked& u, const BlockQ8_K& y, const uint8_t*
 // int16 scales, broadcast per 128-element half as the maddubs pair sums need them.
 struct Q6Unpacked {
   __m256i q[2][4];
-  __m256i scales;      // [16] int16
-  __m256i sc_half[2];  // scales of half h in both 128-bit lanes
+  __m256i scales;    // [16] int16
+  __m256i sc[2][4];  // the scales of chunk (h, g) lined up with its maddubs pair sums
 };
 
 inline void q6_K_unpack(const BlockQ6_K& x, Q6Unpacked& u) {
   const __m256i m4 = _mm256_set1_epi8(0xF);
   const __m256i m3 = _mm256_set1_epi8(3);
   u.scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
-  u.sc_half[0] = _mm256_permute2x128_si256(u.scales, u.scales, 0x00);
-  u.sc_half[1] = _mm256_permute2x128_si256(u.scales, u.scales, 0x11);
+  const __m256i sc_half[2] = {_mm256_permute2x128_si256(u.scales, u.scales, 0x00),
+                              _mm256_permute2x128_si256(u.scales, u.scales, 0x11)};
+  for (int h = 0; h < 2; ++h)
+    for (int g = 0; g < 4; ++g) u.sc[h][g] = _mm256_shuffle_epi8(sc_half[h], pair_shuffle(g));
   for (int h = 0; h < 2; ++h) {
     const __m256i ql0 = loadu(x.ql + 64 * h);
     const __m256i ql1 = loadu(x.ql + 64 * h + 32);
@@ -98,8 +101,7 @@ inline __m256i q6_K_lanes(const Q6Unpacked& u, const BlockQ8_K& y) {
   for (int h = 0; h < 2; ++h)
     for (int g = 0; g < 4; ++g) {
       const __m256i p = _mm256_maddubs_epi16(u.q[h][g], loadu(y.qs + 128 * h + 32 * g));
-      sumi = _mm256_add_epi32(
-          sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(u.sc_half[h], pair_shuffle(g))));
+      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, u.sc[h][g]));
     }
   return sumi;
 }
@@ -110,7 +112,7 @@ inline __m256i q6_K_lanes(const Q6Unpacked& u, const BlockQ8_K& y) {
 inline void q4_K_block_ints(const Q45Unpacked& u, const uint8_t* sm, const BlockQ8_K& y,
                             bool per_64, detail::KBlockInts& b) {
   __m256i sum64[4];
-  q45_K_lanes(u, y, sm, sum64);
+  q45_K_lanes(u, y, sum64);
   if (per_64) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(b.isum64), hsum4_i32(sum64));
   } else {

@@ -107,19 +107,28 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
       const uint8_t* w = W.row(n);
       const float b = bias != nullptr ? bias[n] : 0.0f;
       int64_t t = 0;
-      // Four tokens per call where they share a kernel (llama.cpp's choice varies only at a
-      // batch's last T % 4 tokens): the weight row's blocks are unpacked once for the four.
+      // Eight or four tokens per call where they share a kernel (llama.cpp's choice varies
+      // only at a batch's last T % 4 tokens): a weight block is unpacked once for them all.
+      const auto batch_at = [&](int64_t t0) {
+        ActBatch a;
+        a.rows = act_data + t0 * act_bytes;
+        a.stride = act_bytes;
+        a.d = act_d_data != nullptr ? act_d_data + t0 : nullptr;
+        a.s = act_s_data != nullptr ? act_s_data + t0 : nullptr;
+        a.ld = T;
+        return a;
+      };
+      float out[8];
+      for (; t + 8 <= T; t += 8) {
+        const DotKernel k = dot_kernel(wt, N, T, t);
+        if (k != dot_kernel(wt, N, T, t + 7)) break;
+        vec_dot_x8(wt, K, w, batch_at(t), k, out);
+        for (int j = 0; j < 8; ++j) y[(t + j) * N + n] = out[j] + b;
+      }
       for (; t + 4 <= T; t += 4) {
         const DotKernel k = dot_kernel(wt, N, T, t);
         if (k != dot_kernel(wt, N, T, t + 3)) break;
-        ActBatch a;
-        a.rows = act_data + t * act_bytes;
-        a.stride = act_bytes;
-        a.d = act_d_data != nullptr ? act_d_data + t : nullptr;
-        a.s = act_s_data != nullptr ? act_s_data + t : nullptr;
-        a.ld = T;
-        float out[4];
-        vec_dot_x4(wt, K, w, a, k, out);
+        vec_dot_x4(wt, K, w, batch_at(t), k, out);
         for (int j = 0; j < 4; ++j) y[(t + j) * N + n] = out[j] + b;
       }
       for (; t < T; ++t)
@@ -193,10 +202,7 @@ void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n) {
   // ggml_vec_geglu_f32 (llama.cpp's default GGML_GELU_FP16): the f16 table, so Gemma's
   // activations match llama.cpp bit for bit; the table's error (f16 rounding, ~5e-4
   // relative) is well below the Q8 rounding of the next matmul's input.
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g <= -10.0f ? 0.0f : g >= 10.0f ? g * up[i] : ggml::gelu_f16_table(g) * up[i];
-  }
+  ggml::geglu_f16_table(gate, up, out, n);
 }
 
 void add_inplace(float* x, const float* y, int64_t n) {

@@ -120,6 +120,16 @@ void vec_dot_x4(DType weight_type, int64_t n, const void* w_row, const ActBatch&
 #endif
 }
 
+void vec_dot_x8(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
+                DotKernel kernel, float* out) {
+#if defined(KVS_QUANT_DOT_AVX2)
+  avx2::vec_dot_x8(weight_type, n, w_row, a, kernel, out);
+#else
+  for (int j = 0; j < 8; ++j)
+    out[j] = ref::vec_dot(weight_type, n, w_row, a.rows + j * a.stride, kernel);
+#endif
+}
+
 namespace ref {
 namespace {
 

@@ -104,6 +104,10 @@ void activation_scales(DType weight_type, const uint8_t* act, int64_t tokens, si
 // for all four (the prefill matmul's inner step).
 void vec_dot_x4(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
                 DotKernel kernel, float* out /*[4]*/);
+// The same for eight tokens (out[8]); for the legacy block types the weight's unpacking is
+// then shared by eight dot products.
+void vec_dot_x8(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
+                DotKernel kernel, float* out /*[8]*/);
 
 namespace ref {
 void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n);
@@ -170,6 +174,8 @@ float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_r
 float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row,
               DotKernel kernel);
 void vec_dot_x4(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
+                DotKernel kernel, float* out);
+void vec_dot_x8(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
                 DotKernel kernel, float* out);
 void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n);
 }  // namespace avx2

@@ -252,8 +252,8 @@ float dot_q45_K(int64_t nb, const Block* x, const BlockQ8_K* y) {
     }
     __m256i sum64[4];
     Q45Unpacked u;
-    q45_K_unpack<kFive>(x[i], u);
-    q45_K_lanes(u, y[i], sm, sum64);
+    q45_K_unpack<kFive>(x[i], sm, u);
+    q45_K_lanes(u, y[i], sum64);
     const __m256i sumi = _mm256_add_epi32(_mm256_add_epi32(sum64[0], sum64[1]),
                                           _mm256_add_epi32(sum64[2], sum64[3]));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
@@ -283,7 +283,7 @@ inline void k_block_ints(DType t, DotKernel k, const uint8_t* w, const BlockQ8_K
     alignas(16) uint8_t sm[16];  // [8] scales, [8] mins
     k4_scales_mins(x.scales, sm);
     Q45Unpacked u;
-    q45_K_unpack<false>(x, u);
+    q45_K_unpack<false>(x, sm, u);
     q4_K_block_ints(u, sm, y, k == DotKernel::kRepackGemm, b);
     b.d = h2f(x.d);
     b.dmin = h2f(x.dmin);

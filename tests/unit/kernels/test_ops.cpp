@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -161,6 +162,25 @@ TEST(GgmlMath, ExpDotAndGeluAreAccurate) {
   for (float x = -9.9f; x < 9.9f; x += 0.031f) {
     const double g = 0.5 * x * (1.0 + std::tanh(0.7978845608 * (x + 0.044715 * x * x * x)));
     EXPECT_NEAR(ggml::gelu_f16_table(x), g, std::fabs(g) * 2e-3 + 2e-3) << x;
+  }
+}
+
+// The vectorized GEGLU against the scalar table lookup, bit for bit, across the table's range,
+// its +-10 cut-offs, f16 subnormals and a tail that is not a multiple of 8.
+TEST(GgmlMath, GegluRowMatchesScalarTable) {
+  std::vector<float> gate, up;
+  for (float x = -12.0f; x < 12.0f; x += 0.0137f) gate.push_back(x);
+  for (float x : {-10.0f, 10.0f, -9.9999f, 9.9999f, 0.0f, -0.0f, 1e-6f, -3e-5f, 6e-8f, 65504.0f})
+    gate.push_back(x);
+  for (size_t i = 0; i < gate.size(); ++i) up.push_back(std::cos(0.3f * i) * 2.0f);
+  gate.push_back(0.5f);  // an odd length leaves a scalar tail
+  up.push_back(-1.5f);
+  std::vector<float> out(gate.size());
+  ggml::geglu_f16_table(gate.data(), up.data(), out.data(), static_cast<int64_t>(gate.size()));
+  for (size_t i = 0; i < gate.size(); ++i) {
+    const float g = gate[i];
+    const float want = g <= -10.0f ? 0.0f : ggml::gelu_f16_table(g) * up[i];
+    ASSERT_EQ(std::bit_cast<uint32_t>(out[i]), std::bit_cast<uint32_t>(want)) << "gate " << g;
   }
 }
 

@@ -402,9 +402,9 @@ TEST(QuantDot, DotKernelSelection) {
     EXPECT_EQ(dot_kernel(t, 640, 512, 3), DotKernel::kVecDot) << dtype_name(t);
 }
 
-// (i) The four-token kernel against four single calls, bit for bit, on every weight type and
-// every kernel (the activation rows sit at a stride, as in the matmul's buffer).
-TEST(QuantDot, FourTokenKernelMatchesSingleRows) {
+// (i) The four- and eight-token kernels against single calls, bit for bit, on every weight
+// type and every kernel (the activation rows sit at a stride, as in the matmul's buffer).
+TEST(QuantDot, MultiTokenKernelsMatchSingleRows) {
   std::mt19937 rng(31);
   const DotKernel kernels[] = {DotKernel::kVecDot, DotKernel::kTiled, DotKernel::kRepackGemv,
                                DotKernel::kRepackGemm};
@@ -413,26 +413,33 @@ TEST(QuantDot, FourTokenKernelMatchesSingleRows) {
       if (n % dtype_traits(t).block_size != 0) continue;
       const auto w = random_weights(t, n, rng);
       const size_t ab = activation_row_bytes(t, n);
-      const size_t stride = ab + 64;  // [4] rows of ab bytes, then padding
-      std::vector<uint8_t> act(4 * stride);
-      for (int j = 0; j < 4; ++j) {
+      const size_t stride = ab + 64;  // [8] rows of ab bytes, then padding
+      std::vector<uint8_t> act(8 * stride);
+      for (int j = 0; j < 8; ++j) {
         const auto x = randn(n, rng, 3.0f);
         quantize_activation(t, x.data(), act.data() + j * stride, n);
       }
-      std::vector<float> d, s;  // [blocks][4] f32 scales where the format has them
-      activation_scales(t, act.data(), 4, stride, n, d, s);
+      std::vector<float> d, s;  // [blocks][8] f32 scales where the format has them
+      activation_scales(t, act.data(), 8, stride, n, d, s);
       ActBatch a;
       a.rows = act.data();
       a.stride = stride;
       a.d = d.empty() ? nullptr : d.data();
       a.s = s.empty() ? nullptr : s.data();
-      a.ld = 4;
+      a.ld = 8;
       for (DotKernel k : kernels) {
-        float out[4];
-        vec_dot_x4(t, n, w.data(), a, k, out);
-        for (int j = 0; j < 4; ++j)
-          ASSERT_EQ(out[j], vec_dot(t, n, w.data(), act.data() + j * stride, k))
-              << dtype_name(t) << " n=" << n << " kernel " << static_cast<int>(k) << " row " << j;
+        float out4[4], out8[8];
+        vec_dot_x4(t, n, w.data(), a, k, out4);
+        vec_dot_x8(t, n, w.data(), a, k, out8);
+        for (int j = 0; j < 8; ++j) {
+          const float want = vec_dot(t, n, w.data(), act.data() + j * stride, k);
+          if (j < 4) {
+            ASSERT_EQ(out4[j], want)
+                << dtype_name(t) << " n=" << n << " kernel " << static_cast<int>(k) << " row " << j;
+          }
+          ASSERT_EQ(out8[j], want) << dtype_name(t) << " n=" << n << " kernel "
+                                   << static_cast<int>(k) << " row " << j << " (x8)";
+        }
       }
     }
   }
@@ -453,7 +460,7 @@ TEST(QuantDot, MatmulUsesTheKernelLlamaCppPicksPerBatch) {
         wq.insert(wq.end(), row.begin(), row.end());
       }
       const Tensor W{wq.data(), t, {K, N, 1, 1}, 2};
-      for (int64_t T : {int64_t{3}, int64_t{13}}) {
+      for (int64_t T : {int64_t{3}, int64_t{13}, int64_t{22}}) {
         const auto x = randn(K * T, rng, 3.0f);
         std::vector<float> y(T * N), y_twin(T * N);  // [T, N]
         ops::matmul(x.data(), T, W, nullptr, y.data(), pool);

@@ -1,7 +1,8 @@
-// One weight row against four tokens' activation rows (the prefill matmul's inner step). Each
-// weight block is unpacked once and dotted with the four activation blocks; every output keeps
-// its own accumulator updated in block order with the same FMAs as the single-row kernel in
-// quant_dot_avx2.cpp, so out[j] is bit-identical to vec_dot(..., act_j, kernel).
+// One weight row against four or eight tokens' activation rows (the prefill matmul's inner
+// step). Each weight block is unpacked once and dotted with every token's activation block;
+// every output keeps its own accumulator, updated in block order with the same FMAs as the
+// single-row kernel in quant_dot_avx2.cpp, so out[j] is bit-identical to vec_dot(..., act_j,
+// kernel).
 #include "kernels/cpu/quant_dot.h"
 
 #if defined(KVS_QUANT_DOT_AVX2)
@@ -20,7 +21,7 @@ namespace {
 
 constexpr int kN = 4;  // tokens per call
 
-// The four activation rows, read as blocks of type B.
+// The tokens' activation rows, read as blocks of type B.
 template <typename B>
 struct Rows {
   const uint8_t* base;
@@ -28,52 +29,64 @@ struct Rows {
   const B& at(int j, int64_t i) const { return reinterpret_cast<const B*>(base + j * stride)[i]; }
 };
 
-// Signed weights (Q4_0, Q5_0, Q8_0): dot_s8's |x| is taken once per block, and the four
-// products d_w * d_a in one multiply (the same IEEE products as the scalar ones).
-template <typename Block, typename Unpack>
+// d[j] = d_w * d_a(token j) for NT tokens, the same IEEE products as the scalar kernel's.
+template <int NT>
+inline void block_products(float dw, const float* da, float* d) {
+  const __m128 w = _mm_set1_ps(dw);
+  for (int q = 0; q < NT / 4; ++q) _mm_store_ps(d + 4 * q, _mm_mul_ps(w, _mm_loadu_ps(da + 4 * q)));
+}
+
+// Signed weights (Q4_0, Q5_0, Q8_0): the block is unpacked and dot_s8's |x| taken once for NT
+// tokens, each with its own accumulator.
+template <int NT, typename Block, typename Unpack>
 void legacy_signed(int64_t nb, const Block* x, const ActBatch& a, Unpack&& unpack, float* out) {
   const Rows<BlockQ8_0> y{a.rows, a.stride};
-  __m256 acc[kN] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                    _mm256_setzero_ps()};
+  __m256 acc[NT];
+#pragma GCC unroll 8
+  for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
-    alignas(16) float d[kN];
-    _mm_store_ps(d, _mm_mul_ps(_mm_set1_ps(h2f(x[i].d)), _mm_loadu_ps(a.d + i * a.ld)));
+    alignas(16) float d[NT];
+    block_products<NT>(h2f(x[i].d), a.d + i * a.ld, d);
     const __m256i qx = unpack(x[i]);
     const __m256i ax = _mm256_sign_epi8(qx, qx);
-#pragma GCC unroll 4
-    for (int j = 0; j < kN; ++j) {
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) {
       const __m256i p =
           dpbusd(_mm256_setzero_si256(), ax, _mm256_sign_epi8(loadu(y.at(j, i).qs), qx));
       acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + j), _mm256_cvtepi32_ps(p), acc[j]);
     }
   }
-#pragma GCC unroll 4
-  for (int j = 0; j < kN; ++j) out[j] = hsum(acc[j]);
+#pragma GCC unroll 8
+  for (int j = 0; j < NT; ++j) out[j] = hsum(acc[j]);
 }
 
 // Unsigned weights with a min (Q4_1, Q5_1): the min terms summs = fma(m_w, s_a, summs) per
-// output in block order (four lanes of one fma), added after the lane reduction.
-template <typename Block, typename Unpack>
+// output in block order (lanes of one fma per 4 tokens), added after the lane reduction.
+template <int NT, typename Block, typename Unpack>
 void legacy_min(int64_t nb, const Block* x, const ActBatch& a, Unpack&& unpack, float* out) {
   const Rows<BlockQ8_1> y{a.rows, a.stride};
-  __m256 acc[kN] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                    _mm256_setzero_ps()};
-  __m128 summs = _mm_setzero_ps();
+  __m256 acc[NT];
+  __m128 summs[NT / 4];
+#pragma GCC unroll 8
+  for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_ps();
+  for (int q = 0; q < NT / 4; ++q) summs[q] = _mm_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
-    summs = _mm_fmadd_ps(_mm_set1_ps(h2f(x[i].m)), _mm_loadu_ps(a.s + i * a.ld), summs);
-    alignas(16) float d[kN];
-    _mm_store_ps(d, _mm_mul_ps(_mm_set1_ps(h2f(x[i].d)), _mm_loadu_ps(a.d + i * a.ld)));
+    const __m128 mw = _mm_set1_ps(h2f(x[i].m));
+    for (int q = 0; q < NT / 4; ++q)
+      summs[q] = _mm_fmadd_ps(mw, _mm_loadu_ps(a.s + i * a.ld + 4 * q), summs[q]);
+    alignas(16) float d[NT];
+    block_products<NT>(h2f(x[i].d), a.d + i * a.ld, d);
     const __m256i qx = unpack(x[i]);
-#pragma GCC unroll 4
-    for (int j = 0; j < kN; ++j) {
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) {
       const __m256i p = dpbusd(_mm256_setzero_si256(), qx, loadu(y.at(j, i).qs));
       acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + j), _mm256_cvtepi32_ps(p), acc[j]);
     }
   }
-  alignas(16) float sm[kN];
-  _mm_store_ps(sm, summs);
-#pragma GCC unroll 4
-  for (int j = 0; j < kN; ++j) out[j] = hsum(acc[j]) + sm[j];
+  alignas(16) float sm[NT];
+  for (int q = 0; q < NT / 4; ++q) _mm_store_ps(sm + 4 * q, summs[q]);
+#pragma GCC unroll 8
+  for (int j = 0; j < NT; ++j) out[j] = hsum(acc[j]) + sm[j];
 }
 
 // ggml_vec_dot_q4_K_q8_K's arithmetic (see dot_q45_K in quant_dot_avx2.cpp) for Q4_K.
@@ -89,7 +102,7 @@ void q4_K_vec_dot(int64_t nb, const BlockQ4_K* x, const ActBatch& a, float* out)
     const __m128i mins =
         _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
     Q45Unpacked u;
-    q45_K_unpack<false>(x[i], u);
+    q45_K_unpack<false>(x[i], sm, u);
 #pragma GCC unroll 4
     for (int j = 0; j < kN; ++j) {
       const BlockQ8_K& b8 = y.at(j, i);
@@ -101,7 +114,7 @@ void q4_K_vec_dot(int64_t nb, const BlockQ4_K* x, const ActBatch& a, float* out)
       acc_m[j] =
           _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(_mm_madd_epi16(mins, q8s)), acc_m[j]);
       __m256i sum64[4];
-      q45_K_lanes(u, b8, sm, sum64);
+      q45_K_lanes(u, b8, sum64);
       const __m256i sumi = _mm256_add_epi32(_mm256_add_epi32(sum64[0], sum64[1]),
                                             _mm256_add_epi32(sum64[2], sum64[3]));
       acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[j]);
@@ -185,127 +198,153 @@ inline __m128 block_scales(const Rows<BlockQ8_K>& y, int64_t i) {
 
 // Q4_K under the batch kernels: the integer block sums of detail::KBlockInts (scales, mins
 // and the min products per 64 elements as in q4_K_block_ints), gathered across the tokens.
+template <int NT>
 void q4_K_batch(int64_t nb, const BlockQ4_K* x, const ActBatch& a, DotKernel k, float* out) {
   const Rows<BlockQ8_K> y{a.rows, a.stride};
-  KAccum4 acc;
+  KAccum4 acc[NT / 4];  // tokens 4q..4q+3 in acc[q]'s lanes
   for (int64_t i = 0; i < nb; ++i) {
     alignas(16) uint8_t sm[16];  // [8] scales, [8] mins
     k4_scales_mins(x[i].scales, sm);
     const __m128i mins =
         _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
     Q45Unpacked u;
-    q45_K_unpack<false>(x[i], u);
-    __m128i isum[kN], imin[kN];  // per token: 4 parts (GEMM) or the total in a vector sum
-    __m256i total[kN];
-#pragma GCC unroll 4
-    for (int j = 0; j < kN; ++j) {
-      const BlockQ8_K& b8 = y.at(j, i);
-      __m256i sum64[4];
-      q45_K_lanes(u, b8, sm, sum64);
-      const __m256i bs = loadu(b8.bsums);
-      const __m128i q8s =
-          _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));  // [8]
-      imin[j] = _mm_madd_epi16(mins, q8s);  // the 4 per-64 min products
-      if (k == DotKernel::kRepackGemm)
-        isum[j] = hsum4_i32(sum64);
-      else
-        total[j] = _mm256_add_epi32(_mm256_add_epi32(sum64[0], sum64[1]),
-                                    _mm256_add_epi32(sum64[2], sum64[3]));
-    }
+    q45_K_unpack<false>(x[i], sm, u);
     const float dw = h2f(x[i].d), dminw = h2f(x[i].dmin);
-    const __m128 da = block_scales(y, i);
-    if (k == DotKernel::kRepackGemm) {
-      transpose4(isum);
-      transpose4(imin);
-      acc.add_gemm(isum, imin, dw, dminw, da);
-    } else {
-      acc.add_total(k, hsum4_i32(total), hsum4_i32x4(imin[0], imin[1], imin[2], imin[3]), dw, dminw,
-                    da);
+    for (int q = 0; q < NT / 4; ++q) {
+      const Rows<BlockQ8_K> yq{y.base + 4 * q * y.stride, y.stride};
+      __m128i isum[4], imin[4];  // per token: 4 parts (GEMM) or the total in a vector sum
+      __m256i total[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const BlockQ8_K& b8 = yq.at(j, i);
+        __m256i sum64[4];
+        q45_K_lanes(u, b8, sum64);
+        const __m256i bs = loadu(b8.bsums);
+        const __m128i q8s =
+            _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));  // [8]
+        imin[j] = _mm_madd_epi16(mins, q8s);  // the 4 per-64 min products
+        if (k == DotKernel::kRepackGemm)
+          isum[j] = hsum4_i32(sum64);
+        else
+          total[j] = _mm256_add_epi32(_mm256_add_epi32(sum64[0], sum64[1]),
+                                      _mm256_add_epi32(sum64[2], sum64[3]));
+      }
+      const __m128 da = block_scales(yq, i);
+      if (k == DotKernel::kRepackGemm) {
+        transpose4(isum);
+        transpose4(imin);
+        acc[q].add_gemm(isum, imin, dw, dminw, da);
+      } else {
+        acc[q].add_total(k, hsum4_i32(total), hsum4_i32x4(imin[0], imin[1], imin[2], imin[3]), dw,
+                         dminw, da);
+      }
     }
   }
-  acc.result(k, out);
+  for (int q = 0; q < NT / 4; ++q) acc[q].result(k, out + 4 * q);
 }
 
 // Q6_K under kTiled / kRepackGemv (its KBlockInts have no mins: imin = 0, dmin = 0).
+template <int NT>
 void q6_K_batch(int64_t nb, const BlockQ6_K* x, const ActBatch& a, DotKernel k, float* out) {
   const Rows<BlockQ8_K> y{a.rows, a.stride};
-  KAccum4 acc;
+  KAccum4 acc[NT / 4];  // tokens 4q..4q+3 in acc[q]'s lanes
   for (int64_t i = 0; i < nb; ++i) {
     Q6Unpacked u;
     q6_K_unpack(x[i], u);
-    __m256i lanes[kN];
+    const float dw = h2f(x[i].d);
+    for (int q = 0; q < NT / 4; ++q) {
+      const Rows<BlockQ8_K> yq{y.base + 4 * q * y.stride, y.stride};
+      __m256i lanes[4];
 #pragma GCC unroll 4
-    for (int j = 0; j < kN; ++j) lanes[j] = q6_K_lanes(u, y.at(j, i));
-    acc.add_total(k, hsum4_i32(lanes), _mm_setzero_si128(), h2f(x[i].d), 0.0f, block_scales(y, i));
+      for (int j = 0; j < 4; ++j) lanes[j] = q6_K_lanes(u, yq.at(j, i));
+      acc[q].add_total(k, hsum4_i32(lanes), _mm_setzero_si128(), dw, 0.0f, block_scales(yq, i));
+    }
   }
-  acc.result(k, out);
+  for (int q = 0; q < NT / 4; ++q) acc[q].result(k, out + 4 * q);
+}
+
+}  // namespace
+
+namespace {
+
+template <int NT>
+void vec_dot_tokens(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
+                    DotKernel kernel, float* out) {
+  const int64_t bs = dtype_traits(weight_type).block_size;
+  KVS_CHECK(n >= 0 && n % bs == 0, "vec_dot_x" + std::to_string(NT) + ": n=" + std::to_string(n) +
+                                       " not a multiple of " + std::to_string(bs));
+  const int64_t nb = n / bs;
+  const bool batch = kernel != DotKernel::kVecDot;
+  const bool scales = a.d != nullptr && a.ld >= NT;
+  const auto q4_0 = [](const BlockQ4_0& b) {
+    return _mm256_sub_epi8(nibbles32(b.qs), _mm256_set1_epi8(8));
+  };
+  const auto q5_0 = [](const BlockQ5_0& b) {
+    // see dot_q5_0: OR-ing 0xF0 where the fifth bit is clear
+    const __m256i hi = _mm256_andnot_si256(bits32(b.qh), _mm256_set1_epi8(static_cast<char>(0xF0)));
+    return _mm256_or_si256(nibbles32(b.qs), hi);
+  };
+  const auto q8_0 = [](const BlockQ8_0& b) { return loadu(b.qs); };
+  const auto q4_1 = [](const BlockQ4_1& b) { return nibbles32(b.qs); };
+  const auto q5_1 = [](const BlockQ5_1& b) {
+    return _mm256_or_si256(nibbles32(b.qs), _mm256_and_si256(bits32(b.qh), _mm256_set1_epi8(0x10)));
+  };
+  switch (weight_type) {
+    case DType::Q4_0:
+      if (!scales) break;
+      return legacy_signed<NT>(nb, static_cast<const BlockQ4_0*>(w_row), a, q4_0, out);
+    case DType::Q5_0:
+      if (!scales) break;
+      return legacy_signed<NT>(nb, static_cast<const BlockQ5_0*>(w_row), a, q5_0, out);
+    case DType::Q8_0:
+      if (!scales) break;
+      return legacy_signed<NT>(nb, static_cast<const BlockQ8_0*>(w_row), a, q8_0, out);
+    case DType::Q4_1:
+      if (!scales || a.s == nullptr) break;
+      return legacy_min<NT>(nb, static_cast<const BlockQ4_1*>(w_row), a, q4_1, out);
+    case DType::Q5_1:
+      if (!scales || a.s == nullptr) break;
+      return legacy_min<NT>(nb, static_cast<const BlockQ5_1*>(w_row), a, q5_1, out);
+    case DType::Q4_K: {
+      const auto* x = static_cast<const BlockQ4_K*>(w_row);
+      if (batch) return q4_K_batch<NT>(nb, x, a, kernel, out);
+      for (int q = 0; q < NT / 4; ++q) {  // plain vec_dot: 4 tokens per call
+        ActBatch part = a;
+        part.rows = a.rows + 4 * q * a.stride;
+        q4_K_vec_dot(nb, x, part, out + 4 * q);
+      }
+      return;
+    }
+    case DType::Q6_K: {
+      if (kernel == DotKernel::kRepackGemm) break;
+      const auto* x = static_cast<const BlockQ6_K*>(w_row);
+      if (batch) return q6_K_batch<NT>(nb, x, a, kernel, out);
+      for (int q = 0; q < NT / 4; ++q) {
+        ActBatch part = a;
+        part.rows = a.rows + 4 * q * a.stride;
+        q6_K_vec_dot(nb, x, part, out + 4 * q);
+      }
+      return;
+    }
+    default:
+      break;
+  }
+  // Types without a multi-token kernel (float rows, Q2_K, Q3_K, Q5_K), or legacy rows passed
+  // without their f32 scales: one row at a time.
+  for (int j = 0; j < NT; ++j)
+    out[j] = avx2::vec_dot(weight_type, n, w_row, a.rows + j * a.stride, kernel);
 }
 
 }  // namespace
 
 void vec_dot_x4(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
                 DotKernel kernel, float* out) {
-  const int64_t bs = dtype_traits(weight_type).block_size;
-  KVS_CHECK(n >= 0 && n % bs == 0,
-            "vec_dot_x4: n=" + std::to_string(n) + " not a multiple of " + std::to_string(bs));
-  const int64_t nb = n / bs;
-  const bool batch = kernel != DotKernel::kVecDot;
-  const bool scales = a.d != nullptr && a.ld >= kN;
-  switch (weight_type) {
-    case DType::Q4_0:
-      if (!scales) break;
-      return legacy_signed(
-          nb, static_cast<const BlockQ4_0*>(w_row), a,
-          [](const BlockQ4_0& b) { return _mm256_sub_epi8(nibbles32(b.qs), _mm256_set1_epi8(8)); },
-          out);
-    case DType::Q5_0:
-      if (!scales) break;
-      return legacy_signed(
-          nb, static_cast<const BlockQ5_0*>(w_row), a,
-          [](const BlockQ5_0& b) {
-            // see dot_q5_0: OR-ing 0xF0 where the fifth bit is clear
-            const __m256i hi =
-                _mm256_andnot_si256(bits32(b.qh), _mm256_set1_epi8(static_cast<char>(0xF0)));
-            return _mm256_or_si256(nibbles32(b.qs), hi);
-          },
-          out);
-    case DType::Q8_0:
-      if (!scales) break;
-      return legacy_signed(
-          nb, static_cast<const BlockQ8_0*>(w_row), a,
-          [](const BlockQ8_0& b) { return loadu(b.qs); }, out);
-    case DType::Q4_1:
-      if (!scales || a.s == nullptr) break;
-      return legacy_min(
-          nb, static_cast<const BlockQ4_1*>(w_row), a,
-          [](const BlockQ4_1& b) { return nibbles32(b.qs); }, out);
-    case DType::Q5_1:
-      if (!scales || a.s == nullptr) break;
-      return legacy_min(
-          nb, static_cast<const BlockQ5_1*>(w_row), a,
-          [](const BlockQ5_1& b) {
-            return _mm256_or_si256(nibbles32(b.qs),
-                                   _mm256_and_si256(bits32(b.qh), _mm256_set1_epi8(0x10)));
-          },
-          out);
-    case DType::Q4_K: {
-      const auto* x = static_cast<const BlockQ4_K*>(w_row);
-      return batch ? q4_K_batch(nb, x, a, kernel, out) : q4_K_vec_dot(nb, x, a, out);
-    }
-    case DType::Q6_K:
-      if (kernel != DotKernel::kRepackGemm) {
-        const auto* x = static_cast<const BlockQ6_K*>(w_row);
-        return batch ? q6_K_batch(nb, x, a, kernel, out) : q6_K_vec_dot(nb, x, a, out);
-      }
-      break;
-    default:
-      break;
-  }
-// Types without a four-token kernel (float rows, Q2_K, Q3_K, Q5_K), or legacy rows passed
-// without their f32 scales: one row at a time.
-#pragma GCC unroll 4
-  for (int j = 0; j < kN; ++j)
-    out[j] = avx2::vec_dot(weight_type, n, w_row, a.rows + j * a.stride, kernel);
+  vec_dot_tokens<4>(weight_type, n, w_row, a, kernel, out);
+}
+
+void vec_dot_x8(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
+                DotKernel kernel, float* out) {
+  vec_dot_tokens<8>(weight_type, n, w_row, a, kernel, out);
 }
 
 }  // namespace kvs::avx2
