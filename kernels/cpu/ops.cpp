@@ -102,37 +102,47 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
   // The workers see their own thread_local vectors: hand them this thread's data.
   const float* act_d_data = act_d.empty() ? nullptr : act_d.data();
   const float* act_s_data = act_s.empty() ? nullptr : act_s.data();
+  // Tokens go eight or four per call where they share a kernel (llama.cpp's choice varies
+  // only at a batch's last T % 4 tokens), so a weight block is unpacked once for them all;
+  // the rest (a decode step's single token) run over each thread's rows in one call.
+  struct Group {
+    int64_t t, size;
+    DotKernel kernel;
+  };
+  std::vector<Group> groups;
+  int64_t t_rest = 0;
+  for (const int64_t size : {int64_t{8}, int64_t{4}})
+    for (; t_rest + size <= T; t_rest += size) {
+      const DotKernel k = dot_kernel(wt, N, T, t_rest);
+      if (k != dot_kernel(wt, N, T, t_rest + size - 1)) break;
+      groups.push_back({t_rest, size, k});
+    }
+  const size_t w_stride = W.row_nbytes();
   pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) {
+    for (int64_t n = n0; n < n1 && !groups.empty(); ++n) {
       const uint8_t* w = W.row(n);
       const float b = bias != nullptr ? bias[n] : 0.0f;
-      int64_t t = 0;
-      // Eight or four tokens per call where they share a kernel (llama.cpp's choice varies
-      // only at a batch's last T % 4 tokens): a weight block is unpacked once for them all.
-      const auto batch_at = [&](int64_t t0) {
+      for (const Group& g : groups) {
         ActBatch a;
-        a.rows = act_data + t0 * act_bytes;
+        a.rows = act_data + g.t * act_bytes;
         a.stride = act_bytes;
-        a.d = act_d_data != nullptr ? act_d_data + t0 : nullptr;
-        a.s = act_s_data != nullptr ? act_s_data + t0 : nullptr;
+        a.d = act_d_data != nullptr ? act_d_data + g.t : nullptr;
+        a.s = act_s_data != nullptr ? act_s_data + g.t : nullptr;
         a.ld = T;
-        return a;
-      };
-      float out[8];
-      for (; t + 8 <= T; t += 8) {
-        const DotKernel k = dot_kernel(wt, N, T, t);
-        if (k != dot_kernel(wt, N, T, t + 7)) break;
-        vec_dot_x8(wt, K, w, batch_at(t), k, out);
-        for (int j = 0; j < 8; ++j) y[(t + j) * N + n] = out[j] + b;
+        float out[8];
+        if (g.size == 8)
+          vec_dot_x8(wt, K, w, a, g.kernel, out);
+        else
+          vec_dot_x4(wt, K, w, a, g.kernel, out);
+        for (int64_t j = 0; j < g.size; ++j) y[(g.t + j) * N + n] = out[j] + b;
       }
-      for (; t + 4 <= T; t += 4) {
-        const DotKernel k = dot_kernel(wt, N, T, t);
-        if (k != dot_kernel(wt, N, T, t + 3)) break;
-        vec_dot_x4(wt, K, w, batch_at(t), k, out);
-        for (int j = 0; j < 4; ++j) y[(t + j) * N + n] = out[j] + b;
-      }
-      for (; t < T; ++t)
-        y[t * N + n] = vec_dot(wt, K, w, act_data + t * act_bytes, dot_kernel(wt, N, T, t)) + b;
+    }
+    for (int64_t t = t_rest; t < T; ++t) {
+      float* yt = y + t * N;  // [N] outputs of token t
+      vec_dot_rows(wt, K, W.row(n0), w_stride, n1 - n0, act_data + t * act_bytes,
+                   dot_kernel(wt, N, T, t), yt + n0);
+      if (bias != nullptr)
+        for (int64_t n = n0; n < n1; ++n) yt[n] += bias[n];
     }
   });
 }

@@ -130,6 +130,17 @@ void vec_dot_x8(DType weight_type, int64_t n, const void* w_row, const ActBatch&
 #endif
 }
 
+void vec_dot_rows(DType weight_type, int64_t n, const void* w_rows, size_t w_stride, int64_t rows,
+                  const void* act_row, DotKernel kernel, float* out) {
+#if defined(KVS_QUANT_DOT_AVX2)
+  avx2::vec_dot_rows(weight_type, n, w_rows, w_stride, rows, act_row, kernel, out);
+#else
+  for (int64_t r = 0; r < rows; ++r)
+    out[r] = ref::vec_dot(weight_type, n, static_cast<const uint8_t*>(w_rows) + r * w_stride,
+                          act_row, kernel);
+#endif
+}
+
 namespace ref {
 namespace {
 

@@ -109,6 +109,12 @@ void vec_dot_x4(DType weight_type, int64_t n, const void* w_row, const ActBatch&
 void vec_dot_x8(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
                 DotKernel kernel, float* out /*[8]*/);
 
+// out[r] = vec_dot(weight_type, n, w_rows + r * w_stride, act_row, kernel) for r < rows, bit
+// for bit: the decode matmul's inner step, one call per thread's row range (the dispatch and
+// checks once, not per row).
+void vec_dot_rows(DType weight_type, int64_t n, const void* w_rows, size_t w_stride, int64_t rows,
+                  const void* act_row, DotKernel kernel, float* out /*[rows]*/);
+
 namespace ref {
 void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n);
 float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row);
@@ -177,6 +183,8 @@ void vec_dot_x4(DType weight_type, int64_t n, const void* w_row, const ActBatch&
                 DotKernel kernel, float* out);
 void vec_dot_x8(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
                 DotKernel kernel, float* out);
+void vec_dot_rows(DType weight_type, int64_t n, const void* w_rows, size_t w_stride, int64_t rows,
+                  const void* act_row, DotKernel kernel, float* out);
 void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n);
 }  // namespace avx2
 #endif

@@ -417,13 +417,12 @@ void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n
   }
 }
 
-float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row) {
-  KVS_CHECK(quant_dot_supported(weight_type),
-            "quant_dot: unsupported weight type " + std::string(dtype_name(weight_type)));
-  const int64_t bs = dtype_traits(weight_type).block_size;
-  KVS_CHECK(n >= 0 && n % bs == 0,
-            "vec_dot: n=" + std::to_string(n) + " not a multiple of " + std::to_string(bs));
-  const int64_t nb = n / bs;
+namespace {
+
+// The kernel switch without the argument checks (done once by the callers): nb blocks of
+// block size bs, n = nb * bs elements.
+float dot_unchecked(DType weight_type, int64_t n, int64_t nb, const void* w_row,
+                    const void* act_row) {
   const auto* a8 = static_cast<const BlockQ8_0*>(act_row);
   const auto* a81 = static_cast<const BlockQ8_1*>(act_row);
   const auto* ak = static_cast<const BlockQ8_K*>(act_row);
@@ -460,22 +459,59 @@ float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_r
   }
 }
 
-float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row,
-              DotKernel kernel) {
-  if (kernel == DotKernel::kVecDot || !detail::is_k_quant(weight_type))
-    return avx2::vec_dot(weight_type, n, w_row, act_row);
-  KVS_CHECK(n >= 0 && n % kQK_K == 0,
-            "vec_dot: n=" + std::to_string(n) + " not a multiple of " + std::to_string(kQK_K));
-  const size_t wbytes = dtype_traits(weight_type).block_bytes;
+// vec_dot(..., kernel) for a K-quant under a batch kernel, without the checks.
+float dot_kernel_unchecked(DType weight_type, int64_t nb, size_t wbytes, const void* w_row,
+                           const void* act_row, DotKernel kernel) {
   const auto* w = static_cast<const uint8_t*>(w_row);
   const auto* y = static_cast<const BlockQ8_K*>(act_row);
   detail::KAccum acc;
   detail::KBlockInts b;
-  for (int64_t i = 0; i < n / kQK_K; ++i) {
+  for (int64_t i = 0; i < nb; ++i) {
     k_block_ints(weight_type, kernel, w + i * wbytes, y[i], b);
     acc.add(kernel, b, y[i].d);
   }
   return acc.result(kernel);
+}
+
+int64_t checked_blocks(DType weight_type, int64_t n) {
+  KVS_CHECK(quant_dot_supported(weight_type),
+            "quant_dot: unsupported weight type " + std::string(dtype_name(weight_type)));
+  const int64_t bs = dtype_traits(weight_type).block_size;
+  KVS_CHECK(n >= 0 && n % bs == 0,
+            "vec_dot: n=" + std::to_string(n) + " not a multiple of " + std::to_string(bs));
+  return n / bs;
+}
+
+}  // namespace
+
+float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row) {
+  return dot_unchecked(weight_type, n, checked_blocks(weight_type, n), w_row, act_row);
+}
+
+float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row,
+              DotKernel kernel) {
+  const int64_t nb = checked_blocks(weight_type, n);
+  if (kernel == DotKernel::kVecDot || !detail::is_k_quant(weight_type))
+    return dot_unchecked(weight_type, n, nb, w_row, act_row);
+  return dot_kernel_unchecked(weight_type, nb, dtype_traits(weight_type).block_bytes, w_row,
+                              act_row, kernel);
+}
+
+// One row after another: interleaving rows was tried and is slower here (the decode matmul
+// streams its weights from memory, and one sequential stream per thread prefetches best);
+// what this saves is the per-row dispatch and checks.
+void vec_dot_rows(DType weight_type, int64_t n, const void* w_rows, size_t w_stride, int64_t rows,
+                  const void* act_row, DotKernel kernel, float* out) {
+  const int64_t nb = checked_blocks(weight_type, n);
+  const auto* w = static_cast<const uint8_t*>(w_rows);
+  if (kernel == DotKernel::kVecDot || !detail::is_k_quant(weight_type)) {
+    for (int64_t r = 0; r < rows; ++r)
+      out[r] = dot_unchecked(weight_type, n, nb, w + r * w_stride, act_row);
+    return;
+  }
+  const size_t wbytes = dtype_traits(weight_type).block_bytes;
+  for (int64_t r = 0; r < rows; ++r)
+    out[r] = dot_kernel_unchecked(weight_type, nb, wbytes, w + r * w_stride, act_row, kernel);
 }
 
 }  // namespace kvs::avx2

@@ -445,6 +445,36 @@ TEST(QuantDot, MultiTokenKernelsMatchSingleRows) {
   }
 }
 
+// (j) The many-rows kernel (decode) against single calls, bit for bit: 9 rows = two groups of
+// four and a tail, on every weight type and kernel.
+TEST(QuantDot, RowsKernelMatchesSingleRows) {
+  std::mt19937 rng(37);
+  const DotKernel kernels[] = {DotKernel::kVecDot, DotKernel::kTiled, DotKernel::kRepackGemv,
+                               DotKernel::kRepackGemm};
+  for (DType t : kWeightTypes) {
+    for (int64_t n : sizes(t)) {
+      if (n % dtype_traits(t).block_size != 0) continue;
+      const int64_t rows = 9;
+      const size_t rb = row_bytes(t, n);
+      std::vector<uint8_t> w;  // [rows] weight rows of rb bytes
+      for (int64_t r = 0; r < rows; ++r) {
+        const auto row = random_weights(t, n, rng);
+        w.insert(w.end(), row.begin(), row.end());
+      }
+      const auto x = randn(n, rng, 3.0f);
+      std::vector<uint8_t> act(activation_row_bytes(t, n));
+      quantize_activation(t, x.data(), act.data(), n);
+      for (DotKernel k : kernels) {
+        std::vector<float> out(rows);
+        vec_dot_rows(t, n, w.data(), rb, rows, act.data(), k, out.data());
+        for (int64_t r = 0; r < rows; ++r)
+          ASSERT_EQ(out[r], vec_dot(t, n, w.data() + r * rb, act.data(), k))
+              << dtype_name(t) << " n=" << n << " kernel " << static_cast<int>(k) << " row " << r;
+      }
+    }
+  }
+}
+
 // (h) ops::matmul and its scalar twin evaluate every output with the kernel dot_kernel names
 // for that batch, bit for bit: this is what makes K-quant prefills match llama.cpp (a matmul
 // that used plain vec_dot everywhere left Gemma 3 Q4_K_M at top-1 0.95 against it).
