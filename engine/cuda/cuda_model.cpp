@@ -1,18 +1,22 @@
 #include "engine/cuda/cuda_model.h"
 
+#include "engine/cuda_backend_api.h"
 #include "kernels/cuda/context.h"
 
 namespace kvs {
+namespace {
 
-bool cuda_available(std::string* why) {
+bool module_available(std::string* why) {
   return cuda::device_count(why) > 0;
 }
 
-std::unique_ptr<DeviceModel> load_cuda_model(const Model& m) {
+std::unique_ptr<DeviceModel> module_load(const Model& m) {
   std::string why;
-  if (!cuda_available(&why)) throw Error("no CUDA device: " + why);
+  if (!module_available(&why)) throw Error("no CUDA device: " + why);
   return std::make_unique<CudaModel>(m);
 }
+
+}  // namespace
 
 CudaModel::CudaModel(const Model& m) : model_(m) {
   const ModelConfig& c = m.config();
@@ -90,3 +94,10 @@ std::string CudaModel::description() const {
 }
 
 }  // namespace kvs
+
+extern "C" __attribute__((visibility("default"))) const kvs::CudaBackendApi*
+kvsieve_cuda_backend() {
+  static const kvs::CudaBackendApi api{kvs::kCudaBackendApiVersion, kvs::module_available,
+                                       kvs::module_load};
+  return &api;
+}
