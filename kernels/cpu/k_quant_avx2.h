@@ -106,6 +106,22 @@ inline __m256i q6_K_lanes(const Q6Unpacked& u, const BlockQ8_K& y) {
   return sumi;
 }
 
+// One Q4_K super-block ready for its dot products with any number of activation blocks.
+struct Q4KPrepared {
+  alignas(16) uint8_t sm[16];  // [8] scales, [8] mins
+  __m128i mins;                // the mins as int16, for the per-64 min products
+  Q45Unpacked u;
+  float d, dmin;
+};
+
+inline void q4_K_prepare(const BlockQ4_K& x, Q4KPrepared& p) {
+  k4_scales_mins(x.scales, p.sm);
+  p.mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p.sm + 8)));
+  q45_K_unpack<false>(x, p.sm, p.u);
+  p.d = h2f(x.d);
+  p.dmin = h2f(x.dmin);
+}
+
 // detail::KBlockInts of one Q4_K super-block (d and dmin set by the caller) from its unpacked
 // quants and scales/mins sm[16]. Integer sums are exact in any order: only the GEMM needs the
 // four per-64 parts, the other kernels take the total, so they pay one horizontal sum.

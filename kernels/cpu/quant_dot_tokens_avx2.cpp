@@ -96,13 +96,11 @@ void q4_K_vec_dot(int64_t nb, const BlockQ4_K* x, const ActBatch& a, float* out)
                     _mm256_setzero_ps()};
   __m128 acc_m[kN] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
   for (int64_t i = 0; i < nb; ++i) {
-    const float dw = h2f(x[i].d), dminw = h2f(x[i].dmin);
-    alignas(16) uint8_t sm[16];  // [8] scales, [8] mins
-    k4_scales_mins(x[i].scales, sm);
-    const __m128i mins =
-        _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
-    Q45Unpacked u;
-    q45_K_unpack<false>(x[i], sm, u);
+    Q4KPrepared p;
+    q4_K_prepare(x[i], p);
+    const float dw = p.d, dminw = p.dmin;
+    const __m128i mins = p.mins;
+    const Q45Unpacked& u = p.u;
 #pragma GCC unroll 4
     for (int j = 0; j < kN; ++j) {
       const BlockQ8_K& b8 = y.at(j, i);
@@ -203,13 +201,11 @@ void q4_K_batch(int64_t nb, const BlockQ4_K* x, const ActBatch& a, DotKernel k, 
   const Rows<BlockQ8_K> y{a.rows, a.stride};
   KAccum4 acc[NT / 4];  // tokens 4q..4q+3 in acc[q]'s lanes
   for (int64_t i = 0; i < nb; ++i) {
-    alignas(16) uint8_t sm[16];  // [8] scales, [8] mins
-    k4_scales_mins(x[i].scales, sm);
-    const __m128i mins =
-        _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
-    Q45Unpacked u;
-    q45_K_unpack<false>(x[i], sm, u);
-    const float dw = h2f(x[i].d), dminw = h2f(x[i].dmin);
+    Q4KPrepared p;
+    q4_K_prepare(x[i], p);
+    const float dw = p.d, dminw = p.dmin;
+    const __m128i mins = p.mins;
+    const Q45Unpacked& u = p.u;
     for (int q = 0; q < NT / 4; ++q) {
       const Rows<BlockQ8_K> yq{y.base + 4 * q * y.stride, y.stride};
       __m128i isum[4], imin[4];  // per token: 4 parts (GEMM) or the total in a vector sum
