@@ -35,6 +35,20 @@ inline std::string shell_quote(const std::string& s) {
   return r + "'";
 }
 
+// stderr lines that are not log lines ("[I] ...", "[W] ..."): what a failing command says.
+inline std::vector<std::string> error_lines(const std::string& err) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < err.size()) {
+    size_t end = err.find('\n', start);
+    if (end == std::string::npos) end = err.size();
+    const std::string line = err.substr(start, end - start);
+    if (!line.empty() && line[0] != '[') lines.push_back(line);
+    start = end + 1;
+  }
+  return lines;
+}
+
 // args are passed verbatim (each is shell-quoted); stdin_text is fed to standard input.
 inline CliResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text = "") {
   char tmpl[] = "/tmp/kvs_cli_XXXXXX";

@@ -100,19 +100,7 @@ bool uses_stories(const ErrorCase& c) {
   return false;
 }
 
-// Lines that are not log lines ("[I] ...", "[W] ...").
-std::vector<std::string> error_lines(const std::string& err) {
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < err.size()) {
-    size_t end = err.find('\n', start);
-    if (end == std::string::npos) end = err.size();
-    const std::string line = err.substr(start, end - start);
-    if (!line.empty() && line[0] != '[') lines.push_back(line);
-    start = end + 1;
-  }
-  return lines;
-}
+using test::error_lines;
 
 std::vector<ErrorCase> cases() {
   const std::string S = "@S", D = "@D";
