@@ -73,8 +73,10 @@ enum class DotKernel : uint8_t {
 //     the GEMM, the trailing tokens % 4 through the GEMV;
 //   other K-quants (and Q4_K with rows % 8 != 0) use the tiled kernel when tokens >= 8;
 //   everything else, and smaller batches, use vec_dot.
-// Not reproduced: Q4_0 and IQ4_NL repack (q4_0_8x8; weights with rows % 8 == 0) and Q2_K repack
-// on AVX-512 machines (q2_K_8x8) round differently from every kernel here.
+// Checked op by op against llama-cpp-python 0.3.36 (AVX2 build) on Gemma 3 Q4_K_M: its Q4_K
+// repacked, its Q6_K through the tiled kernel (that build's q6_K_8x8 repack is not taken on
+// AVX2). Not reproduced: Q4_0 and IQ4_NL repack (q4_0_8x8; weights with rows % 8 == 0) and
+// Q2_K repack on AVX-512 machines (q2_K_8x8) round differently from every kernel here.
 DotKernel dot_kernel(DType weight_type, int64_t rows, int64_t tokens, int64_t t);
 
 // vec_dot as `kernel` computes it. For types the kernel does not cover it is plain vec_dot.
