@@ -97,11 +97,6 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
       quantize_activation(W.dtype, x + t * K, act_data + t * act_bytes, K);
   });
   const DType wt = W.dtype;
-  thread_local std::vector<float> act_d, act_s;  // [K / 32][T] f32 block scales (Q8_0/Q8_1)
-  activation_scales(wt, act_data, T, act_bytes, K, act_d, act_s);
-  // The workers see their own thread_local vectors: hand them this thread's data.
-  const float* act_d_data = act_d.empty() ? nullptr : act_d.data();
-  const float* act_s_data = act_s.empty() ? nullptr : act_s.data();
   // Tokens go eight or four per call where they share a kernel (llama.cpp's choice varies
   // only at a batch's last T % 4 tokens), so a weight block is unpacked once for them all;
   // the rest (a decode step's single token) run over each thread's rows in one call.
@@ -117,6 +112,12 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
       if (k != dot_kernel(wt, N, T, t_rest + size - 1)) break;
       groups.push_back({t_rest, size, k});
     }
+  // Only the token groups read f32 scales; a decode step skips them.
+  thread_local std::vector<float> act_d, act_s;  // [K / 32][T] f32 block scales (Q8_0/Q8_1)
+  if (!groups.empty()) activation_scales(wt, act_data, T, act_bytes, K, act_d, act_s);
+  // The workers see their own thread_local vectors: hand them this thread's data.
+  const float* act_d_data = groups.empty() || act_d.empty() ? nullptr : act_d.data();
+  const float* act_s_data = groups.empty() || act_s.empty() ? nullptr : act_s.data();
   const size_t w_stride = W.row_nbytes();
   pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1 && !groups.empty(); ++n) {

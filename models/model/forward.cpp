@@ -83,8 +83,9 @@ void forward(const Model& m, std::span<const int32_t> tokens, AttentionContext& 
     ops::matmul(s.h.data(), T, L.up, nullptr, s.up.data(), pool);
     tap("ffn_gate", il, s.gate.data(), c.n_ff);
     tap("ffn_up", il, s.up.data(), c.n_ff);
-    // Row by row, as ggml applies its gated activations (vector groups start at each row).
-    pool.parallel_for(T, [&](int64_t t0, int64_t t1) {
+    // Row by row, as ggml applies its gated activations (vector groups start at each row),
+    // rows across the pool; a single row (decode) is not worth a dispatch.
+    const auto activate = [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         float* g = s.gate.data() + t * c.n_ff;
         const float* u = s.up.data() + t * c.n_ff;
@@ -93,7 +94,11 @@ void forward(const Model& m, std::span<const int32_t> tokens, AttentionContext& 
         else
           ops::silu_mul(g, u, g, c.n_ff);
       }
-    });
+    };
+    if (T > 1)
+      pool.parallel_for(T, activate);
+    else
+      activate(0, T);
     tap("ffn_act", il, s.gate.data(), c.n_ff);
     ops::matmul(s.gate.data(), T, L.down, nullptr, s.h.data(), pool);
     tap("ffn_out", il, s.h.data(), E);
