@@ -42,17 +42,17 @@ json array_to_json(const MetaArray& a) {
   json out = json::array();
   for (size_t i = 0; i < a.size(); ++i) {
     if (a.elem_type == MetaType::String)
-      out.push_back(a.strings[i]);
+      out.push_back(std::string(a.strings[i]));
     else if (a.elem_type == MetaType::Array)
       out.push_back(value_to_json(a.items[i]));
-    else if (meta_type_is_float(a.elem_type))
-      out.push_back(a.floats[i]);
+    else if (a.holds_floats())
+      out.push_back(a.float_at(i));
     else if (a.elem_type == MetaType::Bool)
-      out.push_back(a.ints[i] != 0);
+      out.push_back(a.int_at(i) != 0);
     else if (a.elem_type == MetaType::U64)
-      out.push_back(static_cast<uint64_t>(a.ints[i]));
+      out.push_back(static_cast<uint64_t>(a.int_at(i)));
     else
-      out.push_back(a.ints[i]);
+      out.push_back(a.int_at(i));
   }
   return out;
 }

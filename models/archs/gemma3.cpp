@@ -26,10 +26,11 @@ void configure_gemma3(const MetaMap& meta, ModelConfig& c) {
     const MetaValue* pv = meta.find(key);
     if (pv != nullptr && pv->type == MetaType::Array) {
       const MetaArray* arr = meta.find_array(key);
-      if (static_cast<int>(arr->ints.size()) != c.n_layer)
+      const std::vector<int64_t> ints = arr->ints();
+      if (static_cast<int>(ints.size()) != c.n_layer)
         meta.fail(key, "has " + std::to_string(arr->size()) + " entries, expected one per layer (" +
                            std::to_string(c.n_layer) + ")");
-      for (int il = 0; il < c.n_layer; ++il) c.layer_is_swa[il] = arr->ints[il] != 0;
+      for (int il = 0; il < c.n_layer; ++il) c.layer_is_swa[il] = ints[il] != 0;
     } else {
       const int64_t pattern = meta.get_int(key, 6);
       if (pattern < 1 || pattern > 1024) meta.fail(key, "must be in [1, 1024]");

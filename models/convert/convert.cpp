@@ -64,10 +64,11 @@ const MetaArray* array_or_null(const MetaMap& m, const std::string& key) {
 // A per-layer array must be uniform: HF configs hold one value.
 int64_t get_uniform_int(const MetaMap& m, const std::string& key, std::optional<int64_t> def) {
   if (const MetaArray* a = array_or_null(m, key)) {
-    if (a->ints.empty()) m.fail(key, "is an empty array");
-    for (int64_t v : a->ints)
-      if (v != a->ints[0]) m.fail(key, "varies per layer, which HF config.json cannot express");
-    return a->ints[0];
+    const std::vector<int64_t> ints = a->ints();
+    if (ints.empty()) m.fail(key, "is an empty array");
+    for (int64_t v : ints)
+      if (v != ints[0]) m.fail(key, "varies per layer, which HF config.json cannot express");
+    return ints[0];
   }
   return def ? m.get_int(key, *def) : m.get_int(key);
 }
@@ -222,9 +223,10 @@ std::vector<bool> gemma_swa_layers(const MetaMap& m, const Hparams& h) {
   const std::string key = h.arch + ".attention.sliding_window_pattern";
   std::vector<bool> swa(static_cast<size_t>(h.n_layer));
   if (const MetaArray* arr = array_or_null(m, key)) {
-    if (static_cast<int64_t>(arr->ints.size()) != h.n_layer)
+    const std::vector<int64_t> ints = arr->ints();
+    if (static_cast<int64_t>(ints.size()) != h.n_layer)
       m.fail(key, "must have one entry per layer");
-    for (size_t i = 0; i < swa.size(); ++i) swa[i] = arr->ints[i] != 0;
+    for (size_t i = 0; i < swa.size(); ++i) swa[i] = ints[i] != 0;
     return swa;
   }
   const int64_t p = m.get_int(key, 6);

@@ -60,6 +60,21 @@ class Cursor {
     return v;
   }
 
+  const uint8_t* here() const { return data_ + pos_; }
+  void skip(size_t n, std::string_view what) {
+    need(n, what);
+    pos_ += n;
+  }
+
+  // Checks a string at the cursor and steps over it without copying it.
+  void skip_string(std::string_view what) {
+    const size_t at = pos_;
+    const uint64_t n = read<uint64_t>(what);
+    if (n > kGgufMaxStringBytes)
+      fail(std::string(what) + ": string length " + std::to_string(n) + " exceeds 1 GiB", at);
+    skip(static_cast<size_t>(n), what);
+  }
+
   std::string read_string(std::string_view what) {
     const size_t at = pos_;
     const uint64_t n = read<uint64_t>(what);
@@ -78,29 +93,11 @@ class Cursor {
   size_t pos_ = 0;
 };
 
-uint64_t scalar_size(MetaType t) {
-  switch (t) {
-    case MetaType::U8:
-    case MetaType::I8:
-    case MetaType::Bool:
-      return 1;
-    case MetaType::U16:
-    case MetaType::I16:
-      return 2;
-    case MetaType::U32:
-    case MetaType::I32:
-    case MetaType::F32:
-      return 4;
-    case MetaType::U64:
-    case MetaType::I64:
-    case MetaType::F64:
-      return 8;
-    case MetaType::String:
-      return 8;  // the length prefix: the smallest a string can be
-    case MetaType::Array:
-      return 4 + 8;  // element type + count
-  }
-  return 1;
+// The smallest encoding of one element, for the array count check.
+uint64_t min_element_bytes(MetaType t) {
+  if (t == MetaType::String) return 8;     // the length prefix
+  if (t == MetaType::Array) return 4 + 8;  // element type + count
+  return meta_scalar_bytes(t);
 }
 
 bool known_meta_type(int32_t t) {
@@ -109,7 +106,8 @@ bool known_meta_type(int32_t t) {
 
 class Parser {
  public:
-  explicit Parser(Cursor& c) : c_(c) {}
+  // Arrays of strings and scalars become views into the mapping that `keep` owns.
+  Parser(Cursor& c, std::shared_ptr<const void> keep) : c_(c), keep_(std::move(keep)) {}
 
   MetaValue read_value(MetaType type, const std::string& ctx, int depth) {
     switch (type) {
@@ -153,37 +151,39 @@ class Parser {
     const uint64_t count = c_.read<uint64_t>(ctx);
     const MetaType elem = static_cast<MetaType>(et);
     // Reject before allocating: the count must fit both gguf.cpp's cap and the bytes left.
-    if (count > kGgufMaxArrayItems || count > c_.remaining() / scalar_size(elem))
+    if (count > kGgufMaxArrayItems || count > c_.remaining() / min_element_bytes(elem))
       c_.fail(ctx + ": array count " + std::to_string(count) +
                   " exceeds the limit or the remaining file bytes",
               at + 4);
-    MetaArray a;
-    a.elem_type = elem;
     const size_t n = static_cast<size_t>(count);
     if (elem == MetaType::String) {
-      a.strings.reserve(n);
-      for (size_t i = 0; i < n; ++i) a.strings.push_back(c_.read_string(ctx));
-    } else if (elem == MetaType::Array) {
-      a.items.reserve(n);
-      for (size_t i = 0; i < n; ++i)
-        a.items.push_back(MetaValue::of_array(read_array(ctx, depth + 1)));
-    } else if (meta_type_is_float(elem)) {
-      a.floats.reserve(n);
-      for (size_t i = 0; i < n; ++i)
-        a.floats.push_back(std::get<double>(read_value(elem, ctx, depth).value));
-    } else if (elem == MetaType::Bool) {
-      a.ints.reserve(n);
-      for (size_t i = 0; i < n; ++i) a.ints.push_back(c_.read<uint8_t>(ctx) != 0 ? 1 : 0);
-    } else {
-      a.ints.reserve(n);
-      for (size_t i = 0; i < n; ++i)
-        a.ints.push_back(std::get<int64_t>(read_value(elem, ctx, depth).value));
+      const uint8_t* base = c_.here();
+      const size_t start = c_.pos();
+      std::vector<uint32_t> offsets(n);  // [n]: entry i's length field, relative to base
+      for (size_t i = 0; i < n; ++i) {
+        const size_t rel = c_.pos() - start;
+        if (rel > std::numeric_limits<uint32_t>::max())
+          c_.fail(ctx + ": string array larger than 4 GiB", at);
+        offsets[i] = static_cast<uint32_t>(rel);
+        c_.skip_string(ctx);
+      }
+      return MetaArray::of_strings(StringList::view(base, std::move(offsets), keep_));
     }
-    return a;
+    if (elem == MetaType::Array) {
+      std::vector<MetaValue> items;
+      items.reserve(n);
+      for (size_t i = 0; i < n; ++i)
+        items.push_back(MetaValue::of_array(read_array(ctx, depth + 1)));
+      return MetaArray::of_items(std::move(items));
+    }
+    const uint8_t* data = c_.here();
+    c_.skip(n * meta_scalar_bytes(elem), ctx);
+    return MetaArray::view_scalars(elem, n, data, keep_);
   }
 
  private:
   Cursor& c_;
+  std::shared_ptr<const void> keep_;
 };
 
 uint64_t align_up(uint64_t x, uint64_t a) {
@@ -221,7 +221,7 @@ GgufSource::GgufSource(const std::string& path) : WeightSource(path) {
   if (n_kv < 0 || static_cast<uint64_t>(n_kv) > c.remaining() / kMinKvBytes)
     c.fail("header n_kv " + std::to_string(n_kv) + " is negative or cannot fit in the file", 16);
 
-  Parser parser(c);
+  Parser parser(c, file_);
   for (int64_t i = 0; i < n_kv; ++i) {
     const size_t at = c.pos();
     std::string key = c.read_string("metadata key #" + std::to_string(i));

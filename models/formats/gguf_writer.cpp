@@ -24,7 +24,7 @@ class Bytes {
     std::memcpy(b, &v, sizeof(T));
     s_.append(b, sizeof(T));
   }
-  void put_string(const std::string& s) {
+  void put_string(std::string_view s) {
     put<uint64_t>(s.size());
     s_ += s;
   }
@@ -94,11 +94,11 @@ class Bytes {
         put_array(*std::get<std::shared_ptr<const MetaArray>>(v.value));
       }
     } else if (a.elem_type == MetaType::F32) {
-      for (double f : a.floats) put<float>(static_cast<float>(f));
+      for (size_t i = 0; i < a.size(); ++i) put<float>(static_cast<float>(a.float_at(i)));
     } else if (a.elem_type == MetaType::F64) {
-      for (double f : a.floats) put<double>(f);
+      for (size_t i = 0; i < a.size(); ++i) put<double>(a.float_at(i));
     } else {
-      for (int64_t x : a.ints) put_int(x, a.elem_type);
+      for (size_t i = 0; i < a.size(); ++i) put_int(a.int_at(i), a.elem_type);
     }
   }
   void pad_to(uint64_t alignment) {
@@ -117,26 +117,17 @@ GgufWriter::GgufWriter(uint32_t alignment) : alignment_(alignment) {
 }
 
 void GgufWriter::add_strings(std::string key, std::vector<std::string> v) {
-  MetaArray a;
-  a.elem_type = MetaType::String;
-  a.strings = std::move(v);
-  add(std::move(key), MetaValue::of_array(std::move(a)));
+  add(std::move(key), MetaValue::of_array(MetaArray::of_strings(StringList(v))));
 }
 
 void GgufWriter::add_ints(std::string key, std::vector<int64_t> v, MetaType elem) {
   KVS_CHECK(meta_type_is_int(elem) || elem == MetaType::Bool, "add_ints needs an integer type");
-  MetaArray a;
-  a.elem_type = elem;
-  a.ints = std::move(v);
-  add(std::move(key), MetaValue::of_array(std::move(a)));
+  add(std::move(key), MetaValue::of_array(MetaArray::of_ints(v, elem)));
 }
 
 void GgufWriter::add_floats(std::string key, std::vector<double> v, MetaType elem) {
   KVS_CHECK(meta_type_is_float(elem), "add_floats needs a float type");
-  MetaArray a;
-  a.elem_type = elem;
-  a.floats = std::move(v);
-  add(std::move(key), MetaValue::of_array(std::move(a)));
+  add(std::move(key), MetaValue::of_array(MetaArray::of_floats(v, elem)));
 }
 
 void GgufWriter::add_tensor(std::string name, DType type, std::vector<int64_t> ne, const void* data,

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "kernels/core/error.h"
 
@@ -63,11 +64,165 @@ MetaValue MetaValue::of_array(MetaArray a) {
   return {MetaType::Array, std::make_shared<const MetaArray>(std::move(a))};
 }
 
+size_t meta_scalar_bytes(MetaType t) {
+  switch (t) {
+    case MetaType::U8:
+    case MetaType::I8:
+    case MetaType::Bool:
+      return 1;
+    case MetaType::U16:
+    case MetaType::I16:
+      return 2;
+    case MetaType::U32:
+    case MetaType::I32:
+    case MetaType::F32:
+      return 4;
+    case MetaType::U64:
+    case MetaType::I64:
+    case MetaType::F64:
+      return 8;
+    case MetaType::String:
+    case MetaType::Array:
+      return 0;
+  }
+  return 0;
+}
+
+MetaArray MetaArray::of_strings(StringList s) {
+  MetaArray a;
+  a.elem_type = MetaType::String;
+  a.strings = std::move(s);
+  return a;
+}
+
+MetaArray MetaArray::of_items(std::vector<MetaValue> items) {
+  MetaArray a;
+  a.elem_type = MetaType::Array;
+  a.items = std::move(items);
+  return a;
+}
+
+MetaArray MetaArray::view_scalars(MetaType t, size_t n, const uint8_t* data,
+                                  std::shared_ptr<const void> keep) {
+  KVS_CHECK(meta_scalar_bytes(t) > 0, "view_scalars needs a scalar type");
+  MetaArray a;
+  a.elem_type = t;
+  a.scalars_ = data;
+  a.n_scalars_ = n;
+  a.keep_ = std::move(keep);
+  return a;
+}
+
+namespace {
+
+template <class T>
+void put_scalar(uint8_t* p, T v) {
+  std::memcpy(p, &v, sizeof(T));
+}
+
+template <class T>
+T get_scalar(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+}  // namespace
+
+MetaArray MetaArray::of_ints(const std::vector<int64_t>& v, MetaType t) {
+  KVS_CHECK(meta_type_is_int(t) || t == MetaType::Bool, "of_ints needs an integer type");
+  const size_t w = meta_scalar_bytes(t);
+  auto buf = std::make_shared<std::vector<uint8_t>>(v.size() * w);  // [n * w] packed
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint8_t* p = buf->data() + i * w;
+    switch (t) {
+      case MetaType::Bool:
+        put_scalar<uint8_t>(p, v[i] != 0 ? 1 : 0);
+        break;
+      case MetaType::U8:
+      case MetaType::I8:
+        put_scalar<uint8_t>(p, static_cast<uint8_t>(v[i]));
+        break;
+      case MetaType::U16:
+      case MetaType::I16:
+        put_scalar<uint16_t>(p, static_cast<uint16_t>(v[i]));
+        break;
+      case MetaType::U32:
+      case MetaType::I32:
+        put_scalar<uint32_t>(p, static_cast<uint32_t>(v[i]));
+        break;
+      default:
+        put_scalar<uint64_t>(p, static_cast<uint64_t>(v[i]));
+        break;
+    }
+  }
+  const uint8_t* data = buf->data();
+  return view_scalars(t, v.size(), data, std::move(buf));
+}
+
+MetaArray MetaArray::of_floats(const std::vector<double>& v, MetaType t) {
+  KVS_CHECK(meta_type_is_float(t), "of_floats needs a float type");
+  const size_t w = meta_scalar_bytes(t);
+  auto buf = std::make_shared<std::vector<uint8_t>>(v.size() * w);  // [n * w] packed
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (t == MetaType::F32)
+      put_scalar<float>(buf->data() + i * w, static_cast<float>(v[i]));
+    else
+      put_scalar<double>(buf->data() + i * w, v[i]);
+  }
+  const uint8_t* data = buf->data();
+  return view_scalars(t, v.size(), data, std::move(buf));
+}
+
 size_t MetaArray::size() const {
   if (elem_type == MetaType::String) return strings.size();
   if (elem_type == MetaType::Array) return items.size();
-  if (meta_type_is_float(elem_type)) return floats.size();
-  return ints.size();  // integers and bools (bools are stored as 0/1)
+  return n_scalars_;
+}
+
+int64_t MetaArray::int_at(size_t i) const {
+  KVS_CHECK(holds_ints() && i < n_scalars_, "int_at: not an integer array or out of range");
+  const uint8_t* p = scalars_ + i * meta_scalar_bytes(elem_type);
+  switch (elem_type) {
+    case MetaType::Bool:
+      return get_scalar<uint8_t>(p) != 0 ? 1 : 0;
+    case MetaType::U8:
+      return get_scalar<uint8_t>(p);
+    case MetaType::I8:
+      return get_scalar<int8_t>(p);
+    case MetaType::U16:
+      return get_scalar<uint16_t>(p);
+    case MetaType::I16:
+      return get_scalar<int16_t>(p);
+    case MetaType::U32:
+      return get_scalar<uint32_t>(p);
+    case MetaType::I32:
+      return get_scalar<int32_t>(p);
+    default:
+      return get_scalar<int64_t>(p);
+  }
+}
+
+double MetaArray::float_at(size_t i) const {
+  KVS_CHECK(holds_floats() && i < n_scalars_, "float_at: not a float array or out of range");
+  const uint8_t* p = scalars_ + i * meta_scalar_bytes(elem_type);
+  return elem_type == MetaType::F32 ? get_scalar<float>(p) : get_scalar<double>(p);
+}
+
+std::vector<int64_t> MetaArray::ints() const {
+  std::vector<int64_t> v;
+  if (!holds_ints()) return v;
+  v.reserve(n_scalars_);
+  for (size_t i = 0; i < n_scalars_; ++i) v.push_back(int_at(i));
+  return v;
+}
+
+std::vector<double> MetaArray::floats() const {
+  std::vector<double> v;
+  if (!holds_floats()) return v;
+  v.reserve(n_scalars_);
+  for (size_t i = 0; i < n_scalars_; ++i) v.push_back(float_at(i));
+  return v;
 }
 
 namespace {
@@ -127,9 +282,9 @@ constexpr size_t kMaxDisplayChars = 120;
 std::string element_to_string(const MetaArray& a, size_t i, size_t max_items) {
   if (a.elem_type == MetaType::String) return quote(a.strings[i], kMaxDisplayChars);
   if (a.elem_type == MetaType::Array) return a.items[i].to_display(max_items);
-  if (meta_type_is_float(a.elem_type)) return float_to_string(a.floats[i]);
-  if (a.elem_type == MetaType::Bool) return a.ints[i] != 0 ? "true" : "false";
-  return int_to_string(a.ints[i], a.elem_type);
+  if (a.holds_floats()) return float_to_string(a.float_at(i));
+  if (a.elem_type == MetaType::Bool) return a.int_at(i) != 0 ? "true" : "false";
+  return int_to_string(a.int_at(i), a.elem_type);
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 #include <variant>
 #include <vector>
 
+#include "models/formats/string_list.h"
+
 namespace kvs {
 
 // Values equal GGUF's gguf_type ids.
@@ -33,7 +35,7 @@ std::string_view meta_type_name(MetaType t);
 bool meta_type_is_int(MetaType t);
 bool meta_type_is_float(MetaType t);
 
-struct MetaArray;
+class MetaArray;
 
 struct MetaValue {
   MetaType type = MetaType::U32;
@@ -50,15 +52,44 @@ struct MetaValue {
   std::string to_display(size_t max_items = 8) const;  // for `inspect`
 };
 
-// Arrays are stored by element kind: strings, integers or floats (nested arrays in `items`).
-struct MetaArray {
+// Arrays hold strings (a StringList), nested arrays (`items`), or packed little-endian
+// scalars of elem_type's width (integers of every width, bools as 0/1 bytes, f32/f64). A GGUF
+// file's arrays are views into its mapping: a vocabulary's tokens, scores and types are
+// never copied onto the heap.
+class MetaArray {
+ public:
   MetaType elem_type = MetaType::U8;
-  std::vector<std::string> strings;
-  std::vector<int64_t> ints;
-  std::vector<double> floats;
+  StringList strings;            // elem_type == String
   std::vector<MetaValue> items;  // elem_type == Array (GGUF allows it in principle)
+
+  static MetaArray of_strings(StringList s);
+  // Packs the values at t's width (u64 as its bit pattern, bools as 0/1).
+  static MetaArray of_ints(const std::vector<int64_t>& v, MetaType t = MetaType::I32);
+  static MetaArray of_floats(const std::vector<double>& v, MetaType t = MetaType::F32);
+  static MetaArray of_items(std::vector<MetaValue> items);
+  // n packed scalars of type t at `data`, owned by `keep`; the caller checked the bounds.
+  static MetaArray view_scalars(MetaType t, size_t n, const uint8_t* data,
+                                std::shared_ptr<const void> keep);
+
   size_t size() const;
+  bool holds_ints() const { return meta_type_is_int(elem_type) || elem_type == MetaType::Bool; }
+  bool holds_floats() const { return meta_type_is_float(elem_type); }
+  // Element i of an integer/bool array (u64 above INT64_MAX as its bit pattern).
+  int64_t int_at(size_t i) const;
+  // Element i of a float array.
+  double float_at(size_t i) const;
+  // Copies; empty unless the array holds that kind.
+  std::vector<int64_t> ints() const;
+  std::vector<double> floats() const;
+
+ private:
+  const uint8_t* scalars_ = nullptr;  // [n_scalars_ * width of elem_type]
+  size_t n_scalars_ = 0;
+  std::shared_ptr<const void> keep_;
 };
+
+// Bytes of one scalar of type t (bool: 1); 0 for strings and arrays.
+size_t meta_scalar_bytes(MetaType t);
 
 class MetaMap {
  public:

@@ -358,10 +358,10 @@ void SafetensorsModel::set_swa_metadata(const Config& c) {
     if (periodic) {
       meta_.set(a + ".attention.sliding_window_pattern", u32(p));
     } else {
-      MetaArray arr;
-      arr.elem_type = MetaType::Bool;
-      for (bool b : swa) arr.ints.push_back(b ? 1 : 0);
-      meta_.set(a + ".attention.sliding_window_pattern", MetaValue::of_array(std::move(arr)));
+      std::vector<int64_t> flags;
+      for (bool b : swa) flags.push_back(b ? 1 : 0);
+      meta_.set(a + ".attention.sliding_window_pattern",
+                MetaValue::of_array(MetaArray::of_ints(flags, MetaType::Bool)));
     }
     return;
   }

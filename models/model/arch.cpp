@@ -19,10 +19,11 @@ int64_t uniform_int(const MetaMap& meta, const std::string& key, int64_t def, bo
   const MetaValue* v = meta.find(key);
   if (v != nullptr && v->type == MetaType::Array) {
     const MetaArray* arr = meta.find_array(key);
-    if (arr->ints.empty()) meta.fail(key, "is an empty or non-integer array");
-    for (int64_t v : arr->ints)
-      if (v != arr->ints[0]) meta.fail(key, "varies per layer, which kvsieve does not support");
-    return arr->ints[0];
+    const std::vector<int64_t> ints = arr->ints();
+    if (ints.empty()) meta.fail(key, "is an empty or non-integer array");
+    for (int64_t v : ints)
+      if (v != ints[0]) meta.fail(key, "varies per layer, which kvsieve does not support");
+    return ints[0];
   }
   return required ? meta.get_int(key) : meta.get_int(key, def);
 }

@@ -1,5 +1,6 @@
 #include "models/tokenizers/bpe_tokenizer.h"
 
+#include <algorithm>
 #include <cstring>
 #include <queue>
 #include <string>
@@ -22,6 +23,7 @@ void pair_key(std::string& key, std::string_view left, std::string_view right) {
 struct Symbol {
   int prev, next;
   size_t off, n;  // n == 0 once merged into the left neighbour
+  int32_t id;     // vocab id of the text, -1 when it is not a token
 };
 
 struct Bigram {
@@ -68,24 +70,70 @@ BpeTokenizer::BpeTokenizer(const VocabSpec& spec) {
   byte_level_ = true;
   ignore_merges_ = pre_.ignore_merges;
 
+  build_ranks(spec);
+}
+
+void BpeTokenizer::build_ranks(const VocabSpec& spec) {
   merges_ = spec.merges;
-  ranks_.reserve(merges_.size());
+  struct Entry {
+    int32_t left, right, rank;
+  };
+  std::vector<Entry> entries;  // [merges of two tokens]
+  entries.reserve(merges_.size());
   std::string key;
   for (size_t i = 0; i < merges_.size(); ++i) {
-    const auto& [l, r] = merges_[i];
-    if (l.empty() || r.empty())
+    const auto sides = split_merge(merges_[i]);
+    if (!sides)
       throw Error(spec.source + ": tokenizer.ggml.merges: entry " + std::to_string(i) +
-                  " has an empty side");
-    pair_key(key, l, r);
-    ranks_.emplace(key, static_cast<int32_t>(i));  // the first of duplicate merges wins
+                  " is not \"left right\"");
+    const auto [l, r] = *sides;
+    const auto rank = static_cast<int32_t>(i);
+    const int32_t li = vocab_.find(l), ri = vocab_.find(r);
+    if (li >= 0 && ri >= 0) {
+      entries.push_back({li, ri, rank});
+    } else {
+      pair_key(key, l, r);
+      text_ranks_.emplace(key, rank);  // the first of duplicate merges wins
+    }
+  }
+  // By (left, right), the lowest rank first: the first of duplicate merges wins.
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.left != b.left     ? a.left < b.left
+           : a.right != b.right ? a.right < b.right
+                                : a.rank < b.rank;
+  });
+  entries.erase(std::unique(entries.begin(), entries.end(),
+                            [](const Entry& a, const Entry& b) {
+                              return a.left == b.left && a.right == b.right;
+                            }),
+                entries.end());
+  const auto n_vocab = static_cast<size_t>(vocab_.size());
+  rank_begin_.assign(n_vocab + 1, 0);
+  for (const Entry& e : entries) ++rank_begin_[static_cast<size_t>(e.left) + 1];
+  for (size_t i = 0; i < n_vocab; ++i) rank_begin_[i + 1] += rank_begin_[i];
+  rank_right_.resize(entries.size());
+  rank_value_.resize(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    rank_right_[i] = entries[i].right;
+    rank_value_[i] = entries[i].rank;
   }
 }
 
-int32_t BpeTokenizer::rank(std::string_view left, std::string_view right) const {
+int32_t BpeTokenizer::rank(int32_t left_id, int32_t right_id, std::string_view left,
+                           std::string_view right) const {
+  if (left_id >= 0 && right_id >= 0) {
+    const auto l = static_cast<size_t>(left_id);
+    const auto begin = rank_right_.begin() + rank_begin_[l];
+    const auto end = rank_right_.begin() + rank_begin_[l + 1];
+    const auto it = std::lower_bound(begin, end, right_id);
+    return it != end && *it == right_id ? rank_value_[static_cast<size_t>(it - rank_right_.begin())]
+                                        : -1;
+  }
+  if (text_ranks_.empty()) return -1;
   thread_local std::string key;
   pair_key(key, left, right);
-  const auto it = ranks_.find(key);
-  return it == ranks_.end() ? -1 : it->second;
+  const auto it = text_ranks_.find(key);
+  return it == text_ranks_.end() ? -1 : it->second;
 }
 
 void BpeTokenizer::encode_text(std::string_view text, bool /*after_special*/,
@@ -114,7 +162,8 @@ void BpeTokenizer::encode_word(const std::string& word, std::vector<int32_t>& ou
     const size_t n =
         std::min(utf8::seq_len(static_cast<unsigned char>(word[off])), word.size() - off);
     const int idx = static_cast<int>(symbols.size());
-    symbols.push_back({idx - 1, off + n == word.size() ? -1 : idx + 1, off, n});
+    const int32_t id = vocab_.find(std::string_view(word).substr(off, n));
+    symbols.push_back({idx - 1, off + n == word.size() ? -1 : idx + 1, off, n, id});
     off += n;
   }
   auto view = [&](const Symbol& s) { return std::string_view(word.data() + s.off, s.n); };
@@ -122,7 +171,9 @@ void BpeTokenizer::encode_word(const std::string& word, std::vector<int32_t>& ou
   std::priority_queue<Bigram, std::vector<Bigram>, BigramGreater> queue;
   auto try_add = [&](int left, int right) {
     if (left < 0 || right < 0) return;
-    const int32_t r = rank(view(symbols[left]), view(symbols[right]));
+    const Symbol& l = symbols[left];
+    const Symbol& r_sym = symbols[right];
+    const int32_t r = rank(l.id, r_sym.id, view(l), view(r_sym));
     if (r < 0) return;
     queue.push({left, right, r, symbols[left].n, symbols[right].n});
   };
@@ -136,6 +187,7 @@ void BpeTokenizer::encode_word(const std::string& word, std::vector<int32_t>& ou
     if (l.n != b.left_n || r.n != b.right_n || l.next != b.right) continue;
     l.n += r.n;
     r.n = 0;
+    l.id = vocab_.find(view(l));
     l.next = r.next;
     if (r.next >= 0) symbols[r.next].prev = b.left;
     try_add(l.prev, b.left);
@@ -144,9 +196,8 @@ void BpeTokenizer::encode_word(const std::string& word, std::vector<int32_t>& ou
 
   for (int i = 0; i != -1; i = symbols[i].next) {
     const std::string_view s = view(symbols[i]);
-    const int32_t id = vocab_.find(s);
-    if (id >= 0) {
-      out.push_back(id);
+    if (symbols[i].id >= 0) {
+      out.push_back(symbols[i].id);
       continue;
     }
     // A merge produced text outside the vocab (a malformed vocab): fall back to the

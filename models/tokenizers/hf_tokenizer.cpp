@@ -135,23 +135,34 @@ int64_t token_id(const VocabSpec& s, const std::string& text, const std::string&
 void apply_config(VocabSpec& s, const HfConfig& c, const MetaMap& meta) {
   // Added tokens past the model's vocab extend it (they are only ever produced by the
   // special-token split); inside it they must name the same token and add lstrip/rstrip.
+  const auto n_base = static_cast<int64_t>(s.tokens.size());
+  std::vector<std::string> appended;  // ids n_base.. (the list itself is immutable)
   for (const auto& a : c.added) {
-    const auto n = static_cast<int64_t>(s.tokens.size());
+    const auto n = n_base + static_cast<int64_t>(appended.size());
     if (a.id == n) {
-      s.tokens.push_back(a.content);
+      appended.push_back(a.content);
       if (!s.scores.empty()) s.scores.push_back(0.0f);
-      if (s.types.empty()) s.types.assign(s.tokens.size() - 1, 1);
+      if (s.types.empty()) s.types.assign(static_cast<size_t>(n), 1);
       s.types.push_back(a.special ? 3 : 4);
     } else if (a.id > n) {
       fail(c.path, "added_tokens_decoder",
            "id " + std::to_string(a.id) + " leaves a gap after " + std::to_string(n - 1));
-    } else if (s.tokens[static_cast<size_t>(a.id)] != a.content) {
-      fail(c.path, "added_tokens_decoder",
-           "id " + std::to_string(a.id) + " is '" + a.content + "' but the vocab has '" +
-               s.tokens[static_cast<size_t>(a.id)] + "'");
+    } else {
+      const std::string_view have =
+          a.id < n_base ? s.tokens[static_cast<size_t>(a.id)]
+                        : std::string_view(appended[static_cast<size_t>(a.id - n_base)]);
+      if (have != a.content)
+        fail(c.path, "added_tokens_decoder",
+             "id " + std::to_string(a.id) + " is '" + a.content + "' but the vocab has '" +
+                 std::string(have) + "'");
     }
     uint32_t attr = (a.lstrip ? kAttrLstrip : 0u) | (a.rstrip ? kAttrRstrip : 0u);
     if (attr != 0) s.extra_attrs.emplace_back(static_cast<int32_t>(a.id), attr);
+  }
+  if (!appended.empty()) {
+    std::vector<std::string> all = s.tokens.to_vector();
+    all.insert(all.end(), appended.begin(), appended.end());
+    s.tokens = StringList(all);
   }
   if (c.bos) s.bos = token_id(s, *c.bos, c.path, "bos_token");
   if (c.eos) s.eos = token_id(s, *c.eos, c.path, "eos_token");
@@ -331,32 +342,46 @@ VocabSpec spec_from_tokenizer_json(const json& j, const std::string& path) {
     }
   }
   if (tokens.empty()) fail(path, "model.vocab", "empty vocabulary");
-  s.tokens.reserve(tokens.size());
+  std::vector<std::string> texts;
+  texts.reserve(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (!tokens[i]) fail(path, "model.vocab", "no token has id " + std::to_string(i));
-    s.tokens.push_back(std::move(*tokens[i]));
+    texts.push_back(std::move(*tokens[i]));
   }
+  tokens.clear();
+  s.tokens = StringList(texts);
+  texts.clear();
   s.types.assign(s.tokens.size(), 1);
   for (const auto& [id, type] : added_types) s.types[static_cast<size_t>(id)] = type;
 
   if (model.contains("merges") && !model["merges"].is_null()) {
     const json& merges = model["merges"];
     if (!merges.is_array()) fail(path, "model.merges", "expected an array");
-    s.merges.reserve(merges.size());
+    // Kept in GGUF's "left right" form, so that HF and GGUF vocabularies share one layout.
+    std::vector<std::string> joined;
+    joined.reserve(merges.size());
     for (size_t i = 0; i < merges.size(); ++i) {
       const json& m = merges[i];
       if (m.is_string()) {
-        const std::string str = m.get<std::string>();
-        const size_t pos = str.size() > 1 ? str.find(' ', 1) : std::string::npos;
-        if (pos == std::string::npos || pos + 1 >= str.size())
+        std::string str = m.get<std::string>();
+        if (!split_merge(str))
           fail(path, "model.merges", "entry " + std::to_string(i) + " is not \"left right\"");
-        s.merges.emplace_back(str.substr(0, pos), str.substr(pos + 1));
+        joined.push_back(std::move(str));
       } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-        s.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+        const std::string l = m[0].get<std::string>(), r = m[1].get<std::string>();
+        std::string str = l + " " + r;
+        const auto sides = split_merge(str);
+        if (!sides || sides->first.size() != l.size())
+          fail(path, "model.merges",
+               "entry " + std::to_string(i) +
+                   " has an empty side or a space inside its left side, which GGUF's \"left "
+                   "right\" form cannot hold");
+        joined.push_back(std::move(str));
       } else {
         fail(path, "model.merges", "entry " + std::to_string(i) + " is neither \"a b\" nor [a, b]");
       }
     }
+    s.merges = StringList(joined);
   }
   s.ignore_merges = model.value("ignore_merges", false);
 

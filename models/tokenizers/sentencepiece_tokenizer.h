@@ -1,15 +1,10 @@
 #pragma once
-// A tokenizer.model run by the SentencePiece library. The library does not recognise
-// control pieces in text, so the special-token split is ours (VocabTokenizer) and only the
-// plain runs go to SentencePiece.
-#include <memory>
-
+// A tokenizer.model run by the SentencePiece library (through its module, spm_module.h). The
+// library does not recognise control pieces in text, so the special-token split is ours
+// (VocabTokenizer) and only the plain runs go to SentencePiece.
 #include "models/tokenizers/sp_model_proto.h"
+#include "models/tokenizers/spm_module_api.h"
 #include "models/tokenizers/vocab.h"
-
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
 
 namespace kvs {
 
@@ -20,6 +15,8 @@ class SentencePieceTokenizer final : public VocabTokenizer {
   SentencePieceTokenizer(const VocabSpec& spec, const SpModelProto& proto,
                          std::string_view model_bytes);
   ~SentencePieceTokenizer() override;
+  SentencePieceTokenizer(const SentencePieceTokenizer&) = delete;
+  SentencePieceTokenizer& operator=(const SentencePieceTokenizer&) = delete;
   std::string_view kind() const override { return "sentencepiece"; }
 
  protected:
@@ -27,7 +24,8 @@ class SentencePieceTokenizer final : public VocabTokenizer {
                    std::vector<int32_t>& out) const override;
 
  private:
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  const SpmModuleApi* api_ = nullptr;
+  void* sp_ = nullptr;  // the library's processor, owned
   std::string source_;
 };
 

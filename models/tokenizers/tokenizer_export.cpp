@@ -52,11 +52,11 @@ std::string dump(const ojson& j, const std::string& what) {
   }
 }
 
-std::string quote(const std::string& s, const std::string& what) {
+std::string quote(std::string_view s, const std::string& what) {
   try {
     return ojson(s).dump();
   } catch (const ojson::exception& e) {
-    throw Error(what + ": token '" + s + "' is not valid UTF-8: " + e.what());
+    throw Error(what + ": token '" + std::string(s) + "' is not valid UTF-8: " + e.what());
   }
 }
 
@@ -130,7 +130,7 @@ ojson post_processor_json(const VocabTokenizer& tok) {
   if (eos) pair.push_back(special(st.eos));
   for (const int32_t id : {bos ? st.bos : -1, eos ? st.eos : -1}) {
     if (id < 0) continue;
-    const std::string& t = tok.vocab().text(id);
+    const std::string t(tok.vocab().text(id));
     specials[t] = {{"id", t}, {"ids", {id}}, {"tokens", {t}}};
   }
   return {{"type", "TemplateProcessing"},
@@ -190,7 +190,8 @@ void export_bpe(const BpeTokenizer& tok, bool clean_spaces, const fs::path& dir)
   vocab += "\n    }";
   std::string merges = "[";
   bool first = true;
-  for (const auto& [l, r] : tok.merges()) {
+  for (const std::string_view m : tok.merges()) {
+    const auto [l, r] = *split_merge(m);  // checked when the tokenizer was built
     merges += first ? "\n      [" : ",\n      [";
     first = false;
     merges += quote(l, what);

@@ -64,7 +64,17 @@ int hex_digit(char c) {
   return -1;
 }
 
+size_t hash_text(std::string_view s) {
+  return std::hash<std::string_view>{}(s);
+}
+
 }  // namespace
+
+std::optional<std::pair<std::string_view, std::string_view>> split_merge(std::string_view m) {
+  const size_t pos = m.size() > 1 ? m.find(' ', 1) : std::string_view::npos;
+  if (pos == std::string_view::npos || pos + 1 >= m.size()) return std::nullopt;
+  return std::pair{m.substr(0, pos), m.substr(pos + 1)};
+}
 
 VocabSpec vocab_spec_from_gguf(const MetaMap& meta) {
   VocabSpec s;
@@ -75,7 +85,7 @@ VocabSpec vocab_spec_from_gguf(const MetaMap& meta) {
 
   const MetaArray* tokens = find_array(meta, "tokenizer.ggml.tokens");
   if (tokens == nullptr) fail(s.source, "tokenizer.ggml.tokens", "missing");
-  if (tokens->elem_type != MetaType::String || tokens->strings.size() != tokens->size())
+  if (tokens->elem_type != MetaType::String)
     fail(s.source, "tokenizer.ggml.tokens", "expected an array of strings");
   s.tokens = tokens->strings;
   const size_t n = s.tokens.size();
@@ -87,40 +97,33 @@ VocabSpec vocab_spec_from_gguf(const MetaMap& meta) {
     if (a->size() != n)
       fail(s.source, "tokenizer.ggml.scores",
            std::to_string(a->size()) + " scores for " + std::to_string(n) + " tokens");
-    s.scores.resize(n);
-    if (a->floats.size() == n) {
-      for (size_t i = 0; i < n; ++i) s.scores[i] = static_cast<float>(a->floats[i]);
-    } else if (a->ints.size() == n) {
-      for (size_t i = 0; i < n; ++i) s.scores[i] = static_cast<float>(a->ints[i]);
-    } else {
+    if (!a->holds_floats() && !a->holds_ints())
       fail(s.source, "tokenizer.ggml.scores", "expected an array of numbers");
-    }
+    s.scores.resize(n);
+    for (size_t i = 0; i < n; ++i)
+      s.scores[i] = static_cast<float>(a->holds_floats() ? a->float_at(i)
+                                                         : static_cast<double>(a->int_at(i)));
   }
   if (const MetaArray* a = find_array(meta, "tokenizer.ggml.token_type")) {
     if (a->size() != n)
       fail(s.source, "tokenizer.ggml.token_type",
            std::to_string(a->size()) + " types for " + std::to_string(n) + " tokens");
-    if (a->ints.size() != n) fail(s.source, "tokenizer.ggml.token_type", "expected integers");
+    if (!a->holds_ints()) fail(s.source, "tokenizer.ggml.token_type", "expected integers");
     s.types.resize(n);
     for (size_t i = 0; i < n; ++i) {
-      const int64_t t = a->ints[i];
+      const int64_t t = a->int_at(i);
       // Unknown type values act like UNDEFINED in llama.cpp; keep them in range.
       s.types[i] = (t >= 0 && t <= 6) ? static_cast<int32_t>(t) : 0;
     }
   }
   if (const MetaArray* a = find_array(meta, "tokenizer.ggml.merges")) {
-    if (a->elem_type != MetaType::String || a->strings.size() != a->size())
+    if (a->elem_type != MetaType::String)
       fail(s.source, "tokenizer.ggml.merges", "expected an array of strings");
-    s.merges.reserve(a->size());
-    for (size_t i = 0; i < a->strings.size(); ++i) {
-      const std::string& m = a->strings[i];
-      // Split at the first space after index 0, so that a left side " " stays possible.
-      const size_t pos = m.size() > 1 ? m.find(' ', 1) : std::string::npos;
-      if (pos == std::string::npos || pos + 1 >= m.size())
+    for (size_t i = 0; i < a->strings.size(); ++i)
+      if (!split_merge(a->strings[i]))
         fail(s.source, "tokenizer.ggml.merges",
              "entry " + std::to_string(i) + " is not \"left right\"");
-      s.merges.emplace_back(m.substr(0, pos), m.substr(pos + 1));
-    }
+    s.merges = a->strings;
   }
   s.bos = find_int(meta, "tokenizer.ggml.bos_token_id");
   s.eos = find_int(meta, "tokenizer.ggml.eos_token_id");
@@ -144,19 +147,33 @@ Vocab::Vocab(const VocabSpec& spec) {
   if (!spec.types.empty() && spec.types.size() != n)
     fail(spec.source, "tokenizer.ggml.token_type", "length differs from the token list");
   text_ = spec.tokens;
+  // llama.cpp renames empty tokens so that every token stays addressable by its text; only
+  // then does the vocabulary get its own copy of the list.
+  if (std::any_of(text_.begin(), text_.end(), [](std::string_view t) { return t.empty(); })) {
+    std::vector<std::string> renamed = text_.to_vector();
+    for (size_t i = 0; i < n; ++i)
+      if (renamed[i].empty()) renamed[i] = "[EMPTY_" + std::to_string(i) + "]";
+    text_ = StringList(renamed);
+  }
   scores_ = spec.scores;
-  types_ = spec.types;
+  types_.resize(spec.types.size());
+  for (size_t i = 0; i < spec.types.size(); ++i)
+    types_[i] = spec.types[i] >= 0 && spec.types[i] <= 6 ? static_cast<uint8_t>(spec.types[i]) : 0;
   attr_.assign(n, kAttrNormal);
-  byte_value_.assign(n, 0);
-  index_.reserve(n);
+  // Load factor at most 3/4: linear probing stays short and the table costs 4-8 bytes/token.
+  size_t slots = 16;
+  while (slots * 3 < n * 4) slots *= 2;
+  index_.assign(slots, -1);
+  const size_t mask = slots - 1;
   for (size_t i = 0; i < n; ++i) {
-    // llama.cpp renames empty tokens so that every token stays addressable by its text.
-    if (text_[i].empty()) text_[i] = "[EMPTY_" + std::to_string(i) + "]";
-    const auto [it, inserted] = index_.emplace(text_[i], static_cast<int32_t>(i));
-    if (!inserted)
+    const std::string_view t = text_[i];
+    size_t h = hash_text(t) & mask;
+    while (index_[h] >= 0 && text_[static_cast<size_t>(index_[h])] != t) h = (h + 1) & mask;
+    if (index_[h] >= 0)
       fail(spec.source, "tokenizer.ggml.tokens",
-           "duplicate token '" + text_[i] + "' at ids " + std::to_string(it->second) + " and " +
-               std::to_string(i));
+           "duplicate token '" + std::string(t) + "' at ids " + std::to_string(index_[h]) +
+               " and " + std::to_string(i));
+    index_[h] = static_cast<int32_t>(i);
     if (types_.empty()) continue;
     switch (static_cast<TokenType>(types_[i])) {
       case TokenType::Normal:
@@ -175,13 +192,13 @@ Vocab::Vocab(const VocabSpec& spec) {
         attr_[i] = kAttrUnused;
         break;
       case TokenType::Byte: {
-        const std::string& t = text_[i];
+        const std::string_view t = text_[i];
         const int hi = t.size() == 6 ? hex_digit(t[3]) : -1,
                   lo = t.size() == 6 ? hex_digit(t[4]) : -1;
         if (t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>' || hi < 0 || lo < 0)
           fail(spec.source, "tokenizer.ggml.token_type",
-               "token " + std::to_string(i) + " '" + t + "' has type BYTE but is not <0xXX>");
-        byte_value_[i] = static_cast<uint8_t>(hi * 16 + lo);
+               "token " + std::to_string(i) + " '" + std::string(t) +
+                   "' has type BYTE but is not <0xXX>");
         attr_[i] = kAttrByte;
         break;
       }
@@ -192,13 +209,25 @@ Vocab::Vocab(const VocabSpec& spec) {
   }
   for (const auto& [id, a] : spec.extra_attrs) {
     if (!valid(id)) fail(spec.source, "added_tokens", "id " + std::to_string(id) + " out of range");
-    attr_[id] |= a;
+    attr_[id] = static_cast<uint16_t>(attr_[id] | a);
   }
 }
 
 int32_t Vocab::find(std::string_view text) const {
-  const auto it = index_.find(text);
-  return it == index_.end() ? -1 : it->second;
+  if (index_.empty()) return -1;
+  const size_t mask = index_.size() - 1;
+  for (size_t h = hash_text(text) & mask;; h = (h + 1) & mask) {
+    const int32_t id = index_[h];
+    if (id < 0 || text_[static_cast<size_t>(id)] == text) return id;
+  }
+}
+
+uint8_t Vocab::byte_value(int32_t id) const {
+  // "<0xXX>", checked when the vocabulary was built.
+  const std::string_view t = text_[static_cast<size_t>(id)];
+  const int hi = t.size() == 6 ? hex_digit(t[3]) : -1, lo = t.size() == 6 ? hex_digit(t[4]) : -1;
+  KVS_CHECK(hi >= 0 && lo >= 0, "byte_value of a token that is not <0xXX>");
+  return static_cast<uint8_t>(hi * 16 + lo);
 }
 
 int32_t Vocab::byte_token(uint8_t b) const {
@@ -227,7 +256,7 @@ std::vector<Vocab::Fragment> Vocab::partition(std::string_view text, bool parse_
   for (const int32_t id : special_cache_) {
     const uint32_t a = attr_[id];
     if (!parse_special && (a & (kAttrControl | kAttrUnknown))) continue;
-    const std::string& tok = text_[id];
+    const std::string_view tok = text_[id];
     // Most special tokens never occur; one scan of the whole text rules them out cheaply.
     if (text.find(tok) == std::string_view::npos) continue;
     next.clear();
@@ -431,15 +460,15 @@ std::vector<int32_t> VocabTokenizer::encode(std::string_view text, bool add_spec
 
 std::string VocabTokenizer::piece(int32_t id) const {
   check_id(id);
-  return vocab_.text(id);
+  return std::string(vocab_.text(id));
 }
 
 std::string VocabTokenizer::token_text(int32_t id, bool render_special) const {
   check_id(id);
   const uint32_t a = vocab_.attr(id);
   if (!render_special && (a & (kAttrUnknown | kAttrControl))) return {};
-  const std::string& t = vocab_.text(id);
-  if (a & (kAttrUnknown | kAttrControl | kAttrUserDefined)) return t;
+  const std::string_view t = vocab_.text(id);
+  if (a & (kAttrUnknown | kAttrControl | kAttrUserDefined)) return std::string(t);
   if (a & kAttrNormal) {
     std::string out;
     out.reserve(t.size());
@@ -452,7 +481,7 @@ std::string VocabTokenizer::token_text(int32_t id, bool render_special) const {
         if (b >= 0)
           out += static_cast<char>(b);
         else
-          out.append(t, start, pos - start);
+          out.append(t.substr(start, pos - start));
       }
     } else {
       size_t pos = 0;

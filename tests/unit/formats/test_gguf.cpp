@@ -212,12 +212,9 @@ TEST(GgufWriter, RoundTripsEveryMetadataKindAndTensors) {
   w.add_ints("k.ints", {1, -2, 3}, MetaType::I64);
   w.add_ints("k.bools", {1, 0}, MetaType::Bool);
   w.add_floats("k.floats", {0.5, -1.25}, MetaType::F32);
-  MetaArray inner;
-  inner.elem_type = MetaType::U8;
-  inner.ints = {7, 8};
-  MetaArray outer;
-  outer.elem_type = MetaType::Array;
-  outer.items = {MetaValue::of_array(inner), MetaValue::of_array(inner)};
+  const MetaArray inner = MetaArray::of_ints({7, 8}, MetaType::U8);
+  const MetaArray outer =
+      MetaArray::of_items({MetaValue::of_array(inner), MetaValue::of_array(inner)});
   w.add("k.nested", MetaValue::of_array(outer));
   w.add_tensor("f32", DType::F32, {4, 2}, kA.data(), kA.size() * sizeof(float));
   w.add_tensor("f16", DType::F16, {2}, h.data(), h.size() * 2);
@@ -246,11 +243,13 @@ TEST(GgufWriter, RoundTripsEveryMetadataKindAndTensors) {
   EXPECT_EQ(m.get_float("k.f64"), 1e300);
   EXPECT_TRUE(m.get_bool("k.bool", false));
   EXPECT_EQ(m.get_string("k.str"), "h\xC3\xA9llo");
-  EXPECT_EQ(m.get_array("k.strs").strings, (std::vector<std::string>{"a", "", "ccc"}));
-  EXPECT_EQ(m.get_array("k.ints").ints, (std::vector<int64_t>{1, -2, 3}));
+  EXPECT_EQ(m.get_array("k.strs").strings.to_vector(), (std::vector<std::string>{"a", "", "ccc"}));
+  EXPECT_EQ(m.get_array("k.ints").ints(), (std::vector<int64_t>{1, -2, 3}));
   EXPECT_EQ(m.get_array("k.ints").elem_type, MetaType::I64);
-  EXPECT_EQ(m.get_array("k.bools").ints, (std::vector<int64_t>{1, 0}));
-  EXPECT_EQ(m.get_array("k.floats").floats, (std::vector<double>{0.5, -1.25}));
+  EXPECT_EQ(m.get_array("k.bools").ints(), (std::vector<int64_t>{1, 0}));
+  EXPECT_EQ(m.get_array("k.floats").floats(), (std::vector<double>{0.5, -1.25}));
+  // Arrays are views into the file: the strings cost their offsets only.
+  EXPECT_EQ(m.get_array("k.strs").strings.owned_bytes(), 3 * sizeof(uint32_t));
   const MetaArray& nested = m.get_array("k.nested");
   ASSERT_EQ(nested.size(), 2u);
   EXPECT_EQ(nested.items[1].to_display(), "[7, 8]");
@@ -518,13 +517,9 @@ TEST_F(GgufBad, UnknownMetadataValueType) {
 TEST_F(GgufBad, DeeplyNestedArrays) {
   // Each level is a one-element array of arrays: recursion must stop long before the stack.
   GgufWriter w;
-  MetaArray a;
-  a.elem_type = MetaType::U8;
-  a.ints = {1};
+  MetaArray a = MetaArray::of_ints({1}, MetaType::U8);
   for (int i = 0; i < 20; ++i) {
-    MetaArray outer;
-    outer.elem_type = MetaType::Array;
-    outer.items = {MetaValue::of_array(a)};
+    MetaArray outer = MetaArray::of_items({MetaValue::of_array(a)});
     a = outer;
   }
   w.add("deep", MetaValue::of_array(a));

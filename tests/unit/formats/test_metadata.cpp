@@ -19,10 +19,8 @@ MetaMap sample() {
   m.set("f32", MetaValue::of_float(0.5, MetaType::F32));
   m.set("flag", MetaValue::of_bool(true));
   m.set("name", MetaValue::of_string("llama"));
-  MetaArray a;
-  a.elem_type = MetaType::I32;
-  a.ints = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
-  m.set("arr", MetaValue::of_array(a));
+  m.set("arr",
+        MetaValue::of_array(MetaArray::of_ints({1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, MetaType::I32)));
   return m;
 }
 
@@ -81,9 +79,7 @@ TEST(MetaValue, Display) {
   EXPECT_EQ(m.find("f32")->to_display(), "0.5");
   EXPECT_EQ(m.find("flag")->to_display(), "true");
   EXPECT_EQ(MetaValue::of_string("a\nb\"").to_display(), "\"a\\nb\\\"\"");
-  MetaArray s;
-  s.elem_type = MetaType::String;
-  s.strings = {"x", "y"};
+  const MetaArray s = MetaArray::of_strings(StringList{"x", "y"});
   EXPECT_EQ(MetaValue::of_array(s).to_display(1), "[\"x\", ... (2 items)]");
   EXPECT_EQ(meta_type_name(MetaType::F64), "f64");
   EXPECT_TRUE(meta_type_is_int(MetaType::U16));

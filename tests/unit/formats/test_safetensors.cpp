@@ -653,8 +653,8 @@ TEST(SafetensorsModel, Gemma3NormsAndSlidingWindow) {
   {
     const auto ws = open_weights(d.path());
     const MetaArray& a = ws->metadata().get_array("gemma3.attention.sliding_window_pattern");
-    ASSERT_EQ(a.ints.size(), 7u);
-    EXPECT_EQ(a.ints, (std::vector<int64_t>{0, 1, 1, 1, 1, 0, 1}));
+    ASSERT_EQ(a.size(), 7u);
+    EXPECT_EQ(a.ints(), (std::vector<int64_t>{0, 1, 1, 1, 1, 0, 1}));
     EXPECT_FLOAT_EQ(static_cast<float>(ws->metadata().get_float("gemma3.attention.scale")), 0.25f);
   }
 }

@@ -178,7 +178,7 @@ VocabSpec tiny_bpe() {
               "ab",
               "<|end|>"};
   s.types = {1, 1, 1, 1, 1, 3};
-  s.merges = {{"a", "b"}, {"\xC4\xA0", "ab"}};
+  s.merges = {"a b", "\xC4\xA0 ab"};
   return s;
 }
 
@@ -188,6 +188,40 @@ TEST(BpeTokenizer, TinyVocabMergesByRank) {
   EXPECT_EQ(tok.encode("ab<|end|>", false, true), (std::vector<int32_t>{2, 5}));
   EXPECT_EQ(tok.decode(std::vector<int32_t>{2, 4}, false), "ab ab");
   EXPECT_TRUE(tok.is_eog(5));  // "<|end|>" is found by the vocab scan
+}
+
+VocabSpec letters_bpe(StringList tokens, StringList merges) {
+  VocabSpec s;
+  s.source = "letters.gguf";
+  s.model = "gpt2";
+  s.pre = "gpt-2";
+  s.tokens = std::move(tokens);
+  s.merges = std::move(merges);
+  return s;
+}
+
+TEST(BpeTokenizer, MergeThroughTextOutsideTheVocab) {
+  // "ab" is not a token: its merge is ranked by text, and "ab c" still yields "abc".
+  const BpeTokenizer tok(letters_bpe({"a", "b", "c", "abc"}, {"a b", "ab c"}));
+  EXPECT_EQ(tok.encode("abc", false, false), (std::vector<int32_t>{3}));
+  EXPECT_EQ(tok.encode("cab", false, false), (std::vector<int32_t>{2, 0, 1}));
+}
+
+TEST(BpeTokenizer, FirstOfDuplicateMergesWins) {
+  // "b c" at rank 0 and again at rank 2: rank 0 beats "a b" (rank 1).
+  const BpeTokenizer tok(letters_bpe({"a", "b", "c", "ab", "bc"}, {"b c", "a b", "b c"}));
+  EXPECT_EQ(tok.encode("abc", false, false), (std::vector<int32_t>{0, 4}));
+  const BpeTokenizer later(letters_bpe({"a", "b", "c", "ab", "bc"}, {"a b", "b c"}));
+  EXPECT_EQ(later.encode("abc", false, false), (std::vector<int32_t>{3, 2}));
+}
+
+TEST(Vocab, EmptyTokensAreRenamedAndLookupsMiss) {
+  const BpeTokenizer tok(letters_bpe({"a", "", "b"}, {}));
+  EXPECT_EQ(tok.vocab().text(1), "[EMPTY_1]");
+  EXPECT_EQ(tok.vocab().find("[EMPTY_1]"), 1);
+  EXPECT_EQ(tok.vocab().find("b"), 2);
+  EXPECT_EQ(tok.vocab().find("zz"), -1);
+  EXPECT_EQ(tok.vocab().find(""), -1);
 }
 
 TEST(BpeTokenizer, UnknownPreTypeNamesKeyAndValue) {
@@ -217,7 +251,9 @@ TEST(Vocab, MalformedSpecsAreErrors) {
   }
   {
     VocabSpec s = tiny_bpe();
-    s.tokens[1] = "a";
+    std::vector<std::string> t = s.tokens.to_vector();
+    t[1] = "a";
+    s.tokens = StringList(t);
     EXPECT_THROW(BpeTokenizer{s}, Error);  // duplicate
   }
   {
@@ -238,17 +274,14 @@ TEST(Vocab, MalformedSpecsAreErrors) {
   }
   {
     VocabSpec s = tiny_bpe();
-    s.tokens.clear();
+    s.tokens = {};
     s.types.clear();
     EXPECT_THROW(BpeTokenizer{s}, Error);
   }
 }
 
 MetaValue strings(std::vector<std::string> v) {
-  MetaArray a;
-  a.elem_type = MetaType::String;
-  a.strings = std::move(v);
-  return MetaValue::of_array(std::move(a));
+  return MetaValue::of_array(MetaArray::of_strings(StringList(v)));
 }
 
 TEST(Vocab, GgufKeysAreValidated) {
@@ -265,13 +298,11 @@ TEST(Vocab, GgufKeysAreValidated) {
     EXPECT_NE(msg.find("tokenizer.ggml.merges"), std::string::npos) << msg;
   }
   m.set("tokenizer.ggml.merges", strings({"a b"}));
-  MetaArray types;
-  types.elem_type = MetaType::I32;
-  types.ints = {1, 1};
-  m.set("tokenizer.ggml.token_type", MetaValue::of_array(types));
+  m.set("tokenizer.ggml.token_type",
+        MetaValue::of_array(MetaArray::of_ints({1, 1}, MetaType::I32)));
   EXPECT_THROW((void)vocab_spec_from_gguf(m), Error);  // 2 types for 3 tokens
-  types.ints = {1, 1, 1};
-  m.set("tokenizer.ggml.token_type", MetaValue::of_array(types));
+  m.set("tokenizer.ggml.token_type",
+        MetaValue::of_array(MetaArray::of_ints({1, 1, 1}, MetaType::I32)));
   m.set("tokenizer.ggml.bos_token_id", MetaValue::of_string("1"));
   EXPECT_THROW((void)vocab_spec_from_gguf(m), Error);  // wrong type
   m.set("tokenizer.ggml.bos_token_id", MetaValue::of_int(1, MetaType::U32));
