@@ -4,12 +4,15 @@
 #include <sentencepiece_processor.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "kernels/core/error.h"
 #include "models/formats/metadata.h"
 #include "models/formats/weight_source.h"
 #include "models/tokenizers/bpe_tokenizer.h"
+#include "models/tokenizers/spm_module.h"
 #include "models/tokenizers/spm_tokenizer.h"
 #include "models/tokenizers/tokenizer.h"
 #include "models/tokenizers/utf8.h"
@@ -222,6 +225,27 @@ TEST(Vocab, EmptyTokensAreRenamedAndLookupsMiss) {
   EXPECT_EQ(tok.vocab().find("b"), 2);
   EXPECT_EQ(tok.vocab().find("zz"), -1);
   EXPECT_EQ(tok.vocab().find(""), -1);
+}
+
+TEST(SpmModule, LoadsFromTheBuildTree) {
+  EXPECT_EQ(spm_module().version, kSpmModuleApiVersion);
+}
+
+TEST(SpmModule, MissingModuleIsAClearError) {
+  // A fresh process: the module may already be loaded in this one.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        setenv("KVSIEVE_SPM_MODULE", "/nonexistent/libkvsieve_spm.so", 1);
+        try {
+          (void)spm_module();
+        } catch (const Error& e) {
+          std::fprintf(stderr, "%s\n", e.what());
+          std::exit(3);
+        }
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(3), "cannot load the SentencePiece module.*nonexistent");
 }
 
 TEST(BpeTokenizer, UnknownPreTypeNamesKeyAndValue) {
