@@ -25,7 +25,8 @@ class ThreadPool {
   // Calls fn(thread_index, n_threads) once on every thread and returns when all are done.
   void run(const std::function<void(int, int)>& fn);
 
-  // Splits [0, n) into contiguous ranges, one per thread: fn(begin, end).
+  // Splits [0, n) into contiguous chunks (about four per thread) that the threads take in
+  // turn: fn(begin, end) once per chunk, each index exactly once.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
  private:

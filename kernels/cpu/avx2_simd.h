@@ -52,6 +52,26 @@ inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
 #endif
 }
 
+// acc += a * b summed over adjacent int16 pairs per int32 lane (one VNNI op, or madd + add:
+// the same wrapping int32 sums either way).
+inline __m256i dpwssd(__m256i acc, __m256i a, __m256i b) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpwssd_epi32(acc, a, b);
+#elif defined(__AVXVNNI__)
+  return _mm256_dpwssd_avx_epi32(acc, a, b);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+// Whether dpbusd is a true u8 x s8 dot product for any operands (no int16 pair saturation):
+// only then may an unsigned operand exceed 128, as the biased activations below do.
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+constexpr bool kExactDpbusd = true;
+#else
+constexpr bool kExactDpbusd = false;
+#endif
+
 // Signed x signed via |x| and sign(x)*y. Exact while y != -128, which ggml-style activation
 // quantizers never produce (their quants lie in -127..127); x may be any int8.
 inline __m256i dot_s8(__m256i x, __m256i y) {

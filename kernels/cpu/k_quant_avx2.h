@@ -54,8 +54,7 @@ inline void q45_K_lanes(const Q45Unpacked& u, const BlockQ8_K& y, __m256i* sum64
   for (int j = 0; j < 4; ++j) {
     const __m256i pl = _mm256_maddubs_epi16(u.lo[j], loadu(y.qs + 64 * j));
     const __m256i ph = _mm256_maddubs_epi16(u.hi[j], loadu(y.qs + 64 * j + 32));
-    sum64[j] = _mm256_add_epi32(_mm256_madd_epi16(pl, u.sc[2 * j]),
-                                _mm256_madd_epi16(ph, u.sc[2 * j + 1]));
+    sum64[j] = dpwssd(_mm256_madd_epi16(pl, u.sc[2 * j]), ph, u.sc[2 * j + 1]);
   }
 }
 
@@ -101,7 +100,7 @@ inline __m256i q6_K_lanes(const Q6Unpacked& u, const BlockQ8_K& y) {
   for (int h = 0; h < 2; ++h)
     for (int g = 0; g < 4; ++g) {
       const __m256i p = _mm256_maddubs_epi16(u.q[h][g], loadu(y.qs + 128 * h + 32 * g));
-      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, u.sc[h][g]));
+      sumi = dpwssd(sumi, p, u.sc[h][g]);
     }
   return sumi;
 }

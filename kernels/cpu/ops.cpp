@@ -89,13 +89,6 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
   // Activations are quantized once per call to the weight type's dot format (as llama.cpp
   // does), then every weight row is dotted with every token's row in integer arithmetic.
   const size_t act_bytes = activation_row_bytes(W.dtype, K);
-  thread_local std::vector<uint8_t> act;  // [T][act_bytes] quantized activation rows
-  act.resize(act_bytes * T);
-  uint8_t* act_data = act.data();
-  pool.parallel_for(T, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t)
-      quantize_activation(W.dtype, x + t * K, act_data + t * act_bytes, K);
-  });
   const DType wt = W.dtype;
   // Tokens go eight or four per call where they share a kernel (llama.cpp's choice varies
   // only at a batch's last T % 4 tokens), so a weight block is unpacked once for them all;
@@ -112,12 +105,31 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
       if (k != dot_kernel(wt, N, T, t_rest + size - 1)) break;
       groups.push_back({t_rest, size, k});
     }
-  // Only the token groups read f32 scales; a decode step skips them.
-  thread_local std::vector<float> act_d, act_s;  // [K / 32][T] f32 block scales (Q8_0/Q8_1)
-  if (!groups.empty()) activation_scales(wt, act_data, T, act_bytes, K, act_d, act_s);
-  // The workers see their own thread_local vectors: hand them this thread's data.
-  const float* act_d_data = groups.empty() || act_d.empty() ? nullptr : act_d.data();
-  const float* act_s_data = groups.empty() || act_s.empty() ? nullptr : act_s.data();
+  // Only the token groups read f32 scales and interleaved quants; a decode step skips them.
+  // The workers see their own thread_local vectors: they get this thread's pointers.
+  thread_local std::vector<uint8_t> act;    // [T][act_bytes] quantized activation rows
+  thread_local std::vector<float> act_d;    // [K / 32][T] f32 block scales (Q8_0/Q8_1)
+  thread_local std::vector<float> act_s;    // [K / 32][T] f32 block sums (Q8_1)
+  thread_local std::vector<uint8_t> act_q;  // [K / 32][T][32] quants, block-major
+  act.resize(act_bytes * T);
+  const DType at = vec_dot_type(wt);
+  const bool scales = !groups.empty() && (at == DType::Q8_0 || at == DType::Q8_1);
+  const bool interleaved = !groups.empty() && interleaved_quants_used(wt);
+  act_d.resize(scales ? static_cast<size_t>(K / 32 * T) : 0);
+  act_s.resize(scales && at == DType::Q8_1 ? act_d.size() : 0);
+  act_q.resize(interleaved ? static_cast<size_t>(K * T) : 0);
+  uint8_t* act_data = act.data();
+  float* act_d_data = scales ? act_d.data() : nullptr;
+  float* act_s_data = act_s.empty() ? nullptr : act_s.data();
+  uint8_t* act_q_data = interleaved ? act_q.data() : nullptr;
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      uint8_t* row = act_data + t * act_bytes;
+      quantize_activation(wt, x + t * K, row, K);
+      if (scales) activation_row_scales(wt, row, K, t, T, act_d_data, act_s_data);
+      if (interleaved) interleave_activation_row(wt, row, K, t, T, act_q_data);
+    }
+  });
   const size_t w_stride = W.row_nbytes();
   pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1 && !groups.empty(); ++n) {
@@ -130,6 +142,7 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
         a.d = act_d_data != nullptr ? act_d_data + g.t : nullptr;
         a.s = act_s_data != nullptr ? act_s_data + g.t : nullptr;
         a.ld = T;
+        a.q = act_q_data != nullptr ? act_q_data + g.t * 32 : nullptr;
         float out[8];
         if (g.size == 8)
           vec_dot_x8(wt, K, w, a, g.kernel, out);

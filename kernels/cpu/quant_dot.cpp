@@ -1,6 +1,7 @@
 #include "kernels/cpu/quant_dot.h"
 
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -96,17 +97,50 @@ void activation_scales(DType weight_type, const uint8_t* act, int64_t tokens, si
   const int64_t nb = n / kQK;
   d.resize(static_cast<size_t>(nb * tokens));  // [nb][tokens]
   if (at == DType::Q8_1) s.resize(d.size());   // [nb][tokens]
-  for (int64_t j = 0; j < tokens; ++j) {
-    const uint8_t* row = act + j * stride;
+  for (int64_t j = 0; j < tokens; ++j)
+    activation_row_scales(weight_type, act + j * stride, n, j, tokens, d.data(),
+                          s.empty() ? nullptr : s.data());
+}
+
+void activation_row_scales(DType weight_type, const uint8_t* act_row, int64_t n, int64_t j,
+                           int64_t tokens, float* d, float* s) {
+  const DType at = vec_dot_type(weight_type);
+  const int64_t nb = n / kQK;
+  if (at == DType::Q8_0) {
+    const auto* b = reinterpret_cast<const BlockQ8_0*>(act_row);
+    for (int64_t i = 0; i < nb; ++i) d[i * tokens + j] = fp16_to_fp32(b[i].d);
+  } else if (at == DType::Q8_1) {
+    const auto* b = reinterpret_cast<const BlockQ8_1*>(act_row);
     for (int64_t i = 0; i < nb; ++i) {
-      if (at == DType::Q8_0) {
-        d[i * tokens + j] = fp16_to_fp32(reinterpret_cast<const BlockQ8_0*>(row)[i].d);
-      } else {
-        const BlockQ8_1& b = reinterpret_cast<const BlockQ8_1*>(row)[i];
-        d[i * tokens + j] = fp16_to_fp32(b.d);
-        s[i * tokens + j] = fp16_to_fp32(b.s);
-      }
+      d[i * tokens + j] = fp16_to_fp32(b[i].d);
+      s[i * tokens + j] = fp16_to_fp32(b[i].s);
     }
+  }
+}
+
+bool interleaved_quants_used(DType weight_type) {
+#if defined(KVS_QUANT_DOT_AVX2)
+  if (weight_type == DType::Q4_1 || weight_type == DType::Q5_1) return true;
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+  return weight_type == DType::Q4_0 || weight_type == DType::Q5_0 || weight_type == DType::Q8_0;
+#endif
+#endif
+  (void)weight_type;
+  return false;
+}
+
+void interleave_activation_row(DType weight_type, const uint8_t* act_row, int64_t n, int64_t j,
+                               int64_t tokens, uint8_t* q) {
+  const DType at = vec_dot_type(weight_type);
+  KVS_CHECK(at == DType::Q8_0 || at == DType::Q8_1,
+            "interleave_activation_row: not a legacy weight type");
+  const size_t block = at == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ8_1);
+  const size_t qs = at == DType::Q8_0 ? offsetof(BlockQ8_0, qs) : offsetof(BlockQ8_1, qs);
+  const int bias = at == DType::Q8_0 ? 128 : 0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const auto* src = reinterpret_cast<const int8_t*>(act_row + i * block + qs);
+    uint8_t* dst = q + (i * tokens + j) * kQK;
+    for (int k = 0; k < kQK; ++k) dst[k] = static_cast<uint8_t>(src[k] + bias);
   }
 }
 

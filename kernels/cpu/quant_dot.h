@@ -93,6 +93,11 @@ struct ActBatch {
   const float* d = nullptr;  // [blocks][ld] f32 scales, or null for Q8_K and float rows
   const float* s = nullptr;  // [blocks][ld] f32 Q8_1 sums, or null
   int64_t ld = 0;
+  // Optional, legacy types only: the tokens' quants block-major, block i of token j at
+  // q + (i * ld + j) * 32 (no scales), so one pointer walks eight tokens' blocks; plus 128 as
+  // bytes for the signed weight types, whose kernels then take one dpbusd per block and token
+  // instead of two sign flips and a dpbusd (see interleaved_quants_used).
+  const uint8_t* q = nullptr;
 };
 
 // The f32 scales of `tokens` activation rows (stride bytes apart) quantized for weight_type:
@@ -100,6 +105,19 @@ struct ActBatch {
 // otherwise.
 void activation_scales(DType weight_type, const uint8_t* act, int64_t tokens, size_t stride,
                        int64_t n, std::vector<float>& d, std::vector<float>& s);
+
+// The f32 scale (and Q8_1 sum) of every block of token j's activation row, into d and s at
+// [i * tokens + j] (the layout above); d must be non-null for Q8_0/Q8_1, s for Q8_1.
+void activation_row_scales(DType weight_type, const uint8_t* act_row, int64_t n, int64_t j,
+                           int64_t tokens, float* d, float* s);
+
+// Whether the batch kernels read ActBatch::q for this weight type: Q4_1/Q5_1 always (their
+// quants are unsigned), Q4_0/Q5_0/Q8_0 where the CPU's dpbusd multiplies any u8 by any s8
+// exactly (AVX-VNNI or AVX-512 VNNI), as the +128 bias needs.
+bool interleaved_quants_used(DType weight_type);
+// Token j's activation quants (n elements) into q's layout above (tokens = ld).
+void interleave_activation_row(DType weight_type, const uint8_t* act_row, int64_t n, int64_t j,
+                               int64_t tokens, uint8_t* q);
 
 // out[j] = vec_dot(weight_type, n, w_row, a.rows + j * a.stride, kernel) for j < 4, bit for
 // bit: one weight row against four tokens' activation rows, each weight block unpacked once

@@ -36,14 +36,50 @@ inline void block_products(float dw, const float* da, float* d) {
   for (int q = 0; q < NT / 4; ++q) _mm_store_ps(d + 4 * q, _mm_mul_ps(w, _mm_loadu_ps(da + 4 * q)));
 }
 
+// The same products in one register ({d[0..NT)}, upper lanes unused for NT = 4), read back
+// per token by a lane broadcast: a permute instead of a store and eight reloads.
+template <int NT>
+inline __m256 block_products_v(float dw, const float* da) {
+  if constexpr (NT == 8) {
+    return _mm256_mul_ps(_mm256_set1_ps(dw), _mm256_loadu_ps(da));
+  } else {
+    return _mm256_castps128_ps256(_mm_mul_ps(_mm_set1_ps(dw), _mm_loadu_ps(da)));
+  }
+}
+
+inline __m256 lane(__m256 v, int j) {
+  return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(j));
+}
+
 // Signed weights (Q4_0, Q5_0, Q8_0): the block is unpacked and dot_s8's |x| taken once for NT
 // tokens, each with its own accumulator.
+// With interleaved biased quants (a.q, exact dpbusd only): sum(x*y) = sum((y+128)*x) -
+// 128*sum(x), the same exact int32 lanes as dot_s8's, the correction made once per weight
+// block.
 template <int NT, typename Block, typename Unpack>
 void legacy_signed(int64_t nb, const Block* x, const ActBatch& a, Unpack&& unpack, float* out) {
   const Rows<BlockQ8_0> y{a.rows, a.stride};
   __m256 acc[NT];
 #pragma GCC unroll 8
   for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_ps();
+  if (kExactDpbusd && a.q != nullptr) {
+    const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));  // 128 as u8
+    for (int64_t i = 0; i < nb; ++i) {
+      const __m256 d = block_products_v<NT>(h2f(x[i].d), a.d + i * a.ld);
+      const __m256i qx = unpack(x[i]);
+      const __m256i corr =
+          _mm256_sub_epi32(_mm256_setzero_si256(), dpbusd(_mm256_setzero_si256(), bias, qx));
+      const uint8_t* u = a.q + i * a.ld * kQK;  // [NT][32] this block's biased quants
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m256i p = dpbusd(corr, loadu(u + j * kQK), qx);
+        acc[j] = _mm256_fmadd_ps(lane(d, j), _mm256_cvtepi32_ps(p), acc[j]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) out[j] = hsum(acc[j]);
+    return;
+  }
   for (int64_t i = 0; i < nb; ++i) {
     alignas(16) float d[NT];
     block_products<NT>(h2f(x[i].d), a.d + i * a.ld, d);
@@ -62,7 +98,7 @@ void legacy_signed(int64_t nb, const Block* x, const ActBatch& a, Unpack&& unpac
 
 // Unsigned weights with a min (Q4_1, Q5_1): the min terms summs = fma(m_w, s_a, summs) per
 // output in block order (lanes of one fma per 4 tokens), added after the lane reduction.
-template <int NT, typename Block, typename Unpack>
+template <int NT, bool kInterleaved, typename Block, typename Unpack>
 void legacy_min(int64_t nb, const Block* x, const ActBatch& a, Unpack&& unpack, float* out) {
   const Rows<BlockQ8_1> y{a.rows, a.stride};
   __m256 acc[NT];
@@ -74,13 +110,14 @@ void legacy_min(int64_t nb, const Block* x, const ActBatch& a, Unpack&& unpack, 
     const __m128 mw = _mm_set1_ps(h2f(x[i].m));
     for (int q = 0; q < NT / 4; ++q)
       summs[q] = _mm_fmadd_ps(mw, _mm_loadu_ps(a.s + i * a.ld + 4 * q), summs[q]);
-    alignas(16) float d[NT];
-    block_products<NT>(h2f(x[i].d), a.d + i * a.ld, d);
+    const __m256 d = block_products_v<NT>(h2f(x[i].d), a.d + i * a.ld);
     const __m256i qx = unpack(x[i]);
+    const uint8_t* q = kInterleaved ? a.q + i * a.ld * kQK : nullptr;  // [NT][32] quants
 #pragma GCC unroll 8
     for (int j = 0; j < NT; ++j) {
-      const __m256i p = dpbusd(_mm256_setzero_si256(), qx, loadu(y.at(j, i).qs));
-      acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + j), _mm256_cvtepi32_ps(p), acc[j]);
+      const __m256i y8 = kInterleaved ? loadu(q + j * kQK) : loadu(y.at(j, i).qs);
+      const __m256i p = dpbusd(_mm256_setzero_si256(), qx, y8);
+      acc[j] = _mm256_fmadd_ps(lane(d, j), _mm256_cvtepi32_ps(p), acc[j]);
     }
   }
   alignas(16) float sm[NT];
@@ -297,10 +334,14 @@ void vec_dot_tokens(DType weight_type, int64_t n, const void* w_row, const ActBa
       return legacy_signed<NT>(nb, static_cast<const BlockQ8_0*>(w_row), a, q8_0, out);
     case DType::Q4_1:
       if (!scales || a.s == nullptr) break;
-      return legacy_min<NT>(nb, static_cast<const BlockQ4_1*>(w_row), a, q4_1, out);
+      if (a.q != nullptr)
+        return legacy_min<NT, true>(nb, static_cast<const BlockQ4_1*>(w_row), a, q4_1, out);
+      return legacy_min<NT, false>(nb, static_cast<const BlockQ4_1*>(w_row), a, q4_1, out);
     case DType::Q5_1:
       if (!scales || a.s == nullptr) break;
-      return legacy_min<NT>(nb, static_cast<const BlockQ5_1*>(w_row), a, q5_1, out);
+      if (a.q != nullptr)
+        return legacy_min<NT, true>(nb, static_cast<const BlockQ5_1*>(w_row), a, q5_1, out);
+      return legacy_min<NT, false>(nb, static_cast<const BlockQ5_1*>(w_row), a, q5_1, out);
     case DType::Q4_K: {
       const auto* x = static_cast<const BlockQ4_K*>(w_row);
       if (batch) return q4_K_batch<NT>(nb, x, a, kernel, out);

@@ -1,11 +1,15 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <vector>
 
 #include "kernels/core/quant.h"
+#include "kernels/core/quant_blocks.h"
 #include "kernels/cpu/ggml_math.h"
 #include "kernels/cpu/ops.h"
 
@@ -55,6 +59,49 @@ TEST(Ops, MatmulMatchesReferenceForEveryWeightType) {
     }
     // Q8 activations carry about 0.4% relative error per element; F16/BF16 less.
     EXPECT_LT(err / mag, 0.01) << dtype_name(t);
+  }
+}
+
+// Prefill matmul throughput on one thread (SmolLM2's FFN shape, 512 tokens), best of 5 runs:
+// the machine is shared, and the fastest run is the least disturbed. Run by hand:
+//   build/tests/test_unit_kernels --gtest_also_run_disabled_tests --gtest_filter='*PrefillBench*'
+TEST(Ops, DISABLED_PrefillBench) {
+  ThreadPool pool(1);
+  const int64_t K = 576, N = 1536, T = 512;
+  const auto w = randn(K * N, 7);
+  const auto x = randn(K * T, 8);
+  std::vector<float> y(T * N);  // [T, N]
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    const int64_t k = (t == DType::Q4_K || t == DType::Q6_K) ? 512 : K;  // whole super-blocks
+    std::vector<uint8_t> wq(row_bytes(t, k) * N);  // [N] rows of k elements in type t
+    if (t == DType::Q4_K || t == DType::Q6_K) {
+      // No K-quant quantizer here: random quants with sane f16 scales time the same.
+      std::mt19937 rng(9);
+      for (auto& b : wq) b = static_cast<uint8_t>(rng());
+      for (int64_t i = 0; i < N * k / kQK_K; ++i) {
+        if (t == DType::Q4_K) {
+          auto& b = reinterpret_cast<BlockQ4_K*>(wq.data())[i];
+          b.d = b.dmin = 0x1c00;  // 1/256
+        } else {
+          reinterpret_cast<BlockQ6_K*>(wq.data())[i].d = 0x1c00;
+        }
+      }
+    } else {
+      for (int64_t n = 0; n < N; ++n)
+        quantize_row(t, w.data() + n * k, wq.data() + n * row_bytes(t, k), k);
+    }
+    Tensor W{wq.data(), t, {k, N, 1, 1}, 2};
+    double best = 1e30;
+    for (int trial = 0; trial < 5; ++trial) {
+      const auto t0 = std::chrono::steady_clock::now();
+      ops::matmul(x.data(), T, W, nullptr, y.data(), pool);
+      best = std::min(best,
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::printf("%-5s  K %4lld N %lld T %lld: %7.2f ms, %6.1f GMAC/s\n",
+                std::string(dtype_name(t)).c_str(), static_cast<long long>(k),
+                static_cast<long long>(N), static_cast<long long>(T), best * 1e3,
+                static_cast<double>(k) * N * T / best / 1e9);
   }
 }
 
