@@ -9,6 +9,10 @@
 #include "kernels/core/error.h"
 #include "kernels/core/half.h"
 
+#if defined(KVS_QUANT_DOT_AVX2)
+#include "kernels/cpu/avx2_simd.h"  // kExactDpbusd
+#endif
+
 // The reference twins follow ggml's generic C, which is compiled without FP contraction; a
 // fused multiply-add would round the per-block terms differently.
 #if defined(__clang__)
@@ -121,12 +125,12 @@ void activation_row_scales(DType weight_type, const uint8_t* act_row, int64_t n,
 bool interleaved_quants_used(DType weight_type) {
 #if defined(KVS_QUANT_DOT_AVX2)
   if (weight_type == DType::Q4_1 || weight_type == DType::Q5_1) return true;
-#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
-  return weight_type == DType::Q4_0 || weight_type == DType::Q5_0 || weight_type == DType::Q8_0;
-#endif
-#endif
+  return avx2::kExactDpbusd &&
+         (weight_type == DType::Q4_0 || weight_type == DType::Q5_0 || weight_type == DType::Q8_0);
+#else
   (void)weight_type;
   return false;
+#endif
 }
 
 void interleave_activation_row(DType weight_type, const uint8_t* act_row, int64_t n, int64_t j,
