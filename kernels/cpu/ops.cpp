@@ -98,57 +98,77 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
     DotKernel kernel;
   };
   std::vector<Group> groups;
-  int64_t t_rest = 0;
-  for (const int64_t size : {int64_t{8}, int64_t{4}})
+  int64_t t_rest = 0, t_eights = 0;  // tokens in groups; in groups of eight (those come first)
+  for (const int64_t size : {int64_t{8}, int64_t{4}}) {
     for (; t_rest + size <= T; t_rest += size) {
       const DotKernel k = dot_kernel(wt, N, T, t_rest);
       if (k != dot_kernel(wt, N, T, t_rest + size - 1)) break;
       groups.push_back({t_rest, size, k});
     }
+    if (size == 8) t_eights = t_rest;
+  }
   // Only the token groups read f32 scales and interleaved quants; a decode step skips them.
   // The workers see their own thread_local vectors: they get this thread's pointers.
-  thread_local std::vector<uint8_t> act;    // [T][act_bytes] quantized activation rows
-  thread_local std::vector<float> act_d;    // [K / 32][T] f32 block scales (Q8_0/Q8_1)
-  thread_local std::vector<float> act_s;    // [K / 32][T] f32 block sums (Q8_1)
-  thread_local std::vector<uint8_t> act_q;  // [K / 32][T][32] quants, block-major
+  thread_local std::vector<uint8_t> act;  // [T][act_bytes] quantized activation rows
+  // The groups' scales and quants are group-major (group g's at g.t * K / 32 and g.t * K, in
+  // ActBatch's layout with ld = g.size): a block-major layout over all T tokens puts a
+  // group's consecutive blocks T * 32 bytes apart, a multiple of 4 KiB that maps every block
+  // of a row onto one L1 set.
+  thread_local std::vector<float> act_d;    // [groups][K / 32][size] f32 block scales (Q8_0/Q8_1)
+  thread_local std::vector<float> act_s;    // [groups][K / 32][size] f32 block sums (Q8_1)
+  thread_local std::vector<uint8_t> act_q;  // [groups][K / 32][size][32] quants
   act.resize(act_bytes * T);
   const DType at = vec_dot_type(wt);
   const bool scales = !groups.empty() && (at == DType::Q8_0 || at == DType::Q8_1);
   const bool interleaved = !groups.empty() && interleaved_quants_used(wt);
   act_d.resize(scales ? static_cast<size_t>(K / 32 * T) : 0);
   act_s.resize(scales && at == DType::Q8_1 ? act_d.size() : 0);
-  act_q.resize(interleaved ? static_cast<size_t>(K * T) : 0);
+  act_q.resize(interleaved ? static_cast<size_t>(K * T + 63) : 0);
   uint8_t* act_data = act.data();
   float* act_d_data = scales ? act_d.data() : nullptr;
   float* act_s_data = act_s.empty() ? nullptr : act_s.data();
-  uint8_t* act_q_data = interleaved ? act_q.data() : nullptr;
+  // 64-byte aligned: the paired kernels load one cache line per block and token pair.
+  uint8_t* act_q_data =
+      interleaved ? act_q.data() + (-reinterpret_cast<uintptr_t>(act_q.data()) & 63) : nullptr;
   pool.parallel_for(T, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       uint8_t* row = act_data + t * act_bytes;
       quantize_activation(wt, x + t * K, row, K);
-      if (scales) activation_row_scales(wt, row, K, t, T, act_d_data, act_s_data);
-      if (interleaved) interleave_activation_row(wt, row, K, t, T, act_q_data);
+      if (t >= t_rest) continue;
+      const int64_t size = t < t_eights ? 8 : 4;
+      const int64_t g0 = t < t_eights ? t / 8 * 8 : t_eights + (t - t_eights) / 4 * 4;
+      if (scales)
+        activation_row_scales(wt, row, K, t - g0, size, act_d_data + g0 * (K / 32),
+                              act_s_data != nullptr ? act_s_data + g0 * (K / 32) : nullptr);
+      if (interleaved) interleave_activation_row(wt, row, K, t - g0, size, act_q_data + g0 * K);
     }
   });
   const size_t w_stride = W.row_nbytes();
+  // Rows go in tiles of kRowTile per token group, so that a group's activations (8 x K
+  // quants, a few KiB) are read from L1 by every row of the tile instead of being streamed
+  // from L2 once per row (K x T bytes per row: 295 KiB for SmolLM2's pp512).
+  constexpr int64_t kRowTile = 16;
   pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1 && !groups.empty(); ++n) {
-      const uint8_t* w = W.row(n);
-      const float b = bias != nullptr ? bias[n] : 0.0f;
+    for (int64_t r0 = n0; r0 < n1 && !groups.empty(); r0 += kRowTile) {
+      const int64_t r1 = std::min(r0 + kRowTile, n1);
       for (const Group& g : groups) {
         ActBatch a;
         a.rows = act_data + g.t * act_bytes;
         a.stride = act_bytes;
-        a.d = act_d_data != nullptr ? act_d_data + g.t : nullptr;
-        a.s = act_s_data != nullptr ? act_s_data + g.t : nullptr;
-        a.ld = T;
-        a.q = act_q_data != nullptr ? act_q_data + g.t * 32 : nullptr;
-        float out[8];
-        if (g.size == 8)
-          vec_dot_x8(wt, K, w, a, g.kernel, out);
-        else
-          vec_dot_x4(wt, K, w, a, g.kernel, out);
-        for (int64_t j = 0; j < g.size; ++j) y[(g.t + j) * N + n] = out[j] + b;
+        a.d = act_d_data != nullptr ? act_d_data + g.t * (K / 32) : nullptr;
+        a.s = act_s_data != nullptr ? act_s_data + g.t * (K / 32) : nullptr;
+        a.ld = g.size;
+        a.q = act_q_data != nullptr ? act_q_data + g.t * K : nullptr;
+        for (int64_t n = r0; n < r1; ++n) {
+          const uint8_t* w = W.row(n);
+          const float b = bias != nullptr ? bias[n] : 0.0f;
+          float out[8];
+          if (g.size == 8)
+            vec_dot_x8(wt, K, w, a, g.kernel, out);
+          else
+            vec_dot_x4(wt, K, w, a, g.kernel, out);
+          for (int64_t j = 0; j < g.size; ++j) y[(g.t + j) * N + n] = out[j] + b;
+        }
       }
     }
     for (int64_t t = t_rest; t < T; ++t) {

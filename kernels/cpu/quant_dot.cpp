@@ -125,6 +125,9 @@ void activation_row_scales(DType weight_type, const uint8_t* act_row, int64_t n,
 bool interleaved_quants_used(DType weight_type) {
 #if defined(KVS_QUANT_DOT_AVX2)
   if (weight_type == DType::Q4_1 || weight_type == DType::Q5_1) return true;
+#if defined(KVS_QUANT_PAIRS_AVX512)
+  if (weight_type == DType::Q4_K || weight_type == DType::Q6_K) return true;
+#endif
   return avx2::kExactDpbusd &&
          (weight_type == DType::Q4_0 || weight_type == DType::Q5_0 || weight_type == DType::Q8_0);
 #else
@@ -136,15 +139,33 @@ bool interleaved_quants_used(DType weight_type) {
 void interleave_activation_row(DType weight_type, const uint8_t* act_row, int64_t n, int64_t j,
                                int64_t tokens, uint8_t* q) {
   const DType at = vec_dot_type(weight_type);
-  KVS_CHECK(at == DType::Q8_0 || at == DType::Q8_1,
-            "interleave_activation_row: not a legacy weight type");
-  const size_t block = at == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ8_1);
-  const size_t qs = at == DType::Q8_0 ? offsetof(BlockQ8_0, qs) : offsetof(BlockQ8_1, qs);
+  KVS_CHECK(at == DType::Q8_0 || at == DType::Q8_1 || at == DType::Q8_K,
+            "interleave_activation_row: no interleaved quants for " +
+                std::string(dtype_name(weight_type)));
+  // Where the quants of 32-element block i start in the row.
+  const auto block_quants = [&](int64_t i) -> const int8_t* {
+    const uint8_t* p =
+        at == DType::Q8_0 ? act_row + i * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs)
+        : at == DType::Q8_1
+            ? act_row + i * sizeof(BlockQ8_1) + offsetof(BlockQ8_1, qs)
+            : act_row + i / 8 * sizeof(BlockQ8_K) + offsetof(BlockQ8_K, qs) + i % 8 * kQK;
+    return reinterpret_cast<const int8_t*>(p);
+  };
   const int bias = at == DType::Q8_0 ? 128 : 0;
+#if defined(KVS_QUANT_PAIRS_AVX512)
+  // A token without its pair partner would spill into the next block's row.
+  KVS_CHECK(j >= 0 && (j | 1) < tokens, "interleave_activation_row: token " + std::to_string(j) +
+                                            " has no pair partner among " + std::to_string(tokens));
+#endif
   for (int64_t i = 0; i < n / kQK; ++i) {
-    const auto* src = reinterpret_cast<const int8_t*>(act_row + i * block + qs);
+    const int8_t* src = block_quants(i);
+#if defined(KVS_QUANT_PAIRS_AVX512)
+    uint8_t* dst = q + (i * tokens + (j & ~int64_t{1})) * kQK + (j & 1) * 4;  // see ActBatch::q
+    for (int k = 0; k < kQK; ++k) dst[k / 4 * 8 + k % 4] = static_cast<uint8_t>(src[k] + bias);
+#else
     uint8_t* dst = q + (i * tokens + j) * kQK;
     for (int k = 0; k < kQK; ++k) dst[k] = static_cast<uint8_t>(src[k] + bias);
+#endif
   }
 }
 

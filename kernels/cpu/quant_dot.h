@@ -93,10 +93,14 @@ struct ActBatch {
   const float* d = nullptr;  // [blocks][ld] f32 scales, or null for Q8_K and float rows
   const float* s = nullptr;  // [blocks][ld] f32 Q8_1 sums, or null
   int64_t ld = 0;
-  // Optional, legacy types only: the tokens' quants block-major, block i of token j at
+  // Optional, legacy types (and Q4_K, Q6_K where KVS_QUANT_PAIRS_AVX512 is defined): the
+  // tokens' quants block-major by 32-element block, block i of token j at
   // q + (i * ld + j) * 32 (no scales), so one pointer walks eight tokens' blocks; plus 128 as
   // bytes for the signed weight types, whose kernels then take one dpbusd per block and token
-  // instead of two sign flips and a dpbusd (see interleaved_quants_used).
+  // instead of two sign flips and a dpbusd (see interleaved_quants_used). Where
+  // KVS_QUANT_PAIRS_AVX512 is defined, tokens 2m and 2m+1 share their 64 bytes with their
+  // 4-byte groups alternating (token 2m's group g at byte 8g, token 2m+1's at 8g + 4), so one
+  // 512-bit dpbusd serves both: q must then start at an even token and be 64-byte aligned.
   const uint8_t* q = nullptr;
 };
 
@@ -113,9 +117,11 @@ void activation_row_scales(DType weight_type, const uint8_t* act_row, int64_t n,
 
 // Whether the batch kernels read ActBatch::q for this weight type: Q4_1/Q5_1 always (their
 // quants are unsigned), Q4_0/Q5_0/Q8_0 where the CPU's dpbusd multiplies any u8 by any s8
-// exactly (AVX-VNNI or AVX-512 VNNI), as the +128 bias needs.
+// exactly (AVX-VNNI or AVX-512 VNNI), as the +128 bias needs, Q4_K/Q6_K with
+// KVS_QUANT_PAIRS_AVX512.
 bool interleaved_quants_used(DType weight_type);
-// Token j's activation quants (n elements) into q's layout above (tokens = ld).
+// Token j's activation quants (n elements) into q's layout above (tokens = ld); with
+// KVS_QUANT_PAIRS_AVX512, j's pair partner (j ^ 1) must also be below tokens.
 void interleave_activation_row(DType weight_type, const uint8_t* act_row, int64_t n, int64_t j,
                                int64_t tokens, uint8_t* q);
 
@@ -194,6 +200,12 @@ struct KAccum {
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define KVS_QUANT_DOT_AVX2 1
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512VNNI__)
+// The legacy, Q4_K and Q6_K batch kernels take two tokens per 512-bit register, and
+// ActBatch::q pairs the tokens (see ActBatch).
+#define KVS_QUANT_PAIRS_AVX512 1
+#endif
 // The AVX2 kernels (quant_dot_avx2.cpp), exposed so tests can name them; vec_dot dispatches.
 namespace avx2 {
 float vec_dot(DType weight_type, int64_t n, const void* w_row, const void* act_row);

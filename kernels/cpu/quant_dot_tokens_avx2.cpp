@@ -7,9 +7,17 @@
 
 #if defined(KVS_QUANT_DOT_AVX2)
 
+// GCC 12 reports the AVX-512 intrinsics' own `_mm512_undefined_*()` pass-through operands as
+// (maybe) uninitialized once they are inlined here (GCC bug 105593, fixed in 13).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "kernels/core/error.h"
@@ -51,6 +59,150 @@ inline __m256 lane(__m256 v, int j) {
   return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(j));
 }
 
+#if defined(KVS_QUANT_PAIRS_AVX512)
+// Two tokens per 512-bit register. ActBatch::q alternates tokens 2m and 2m+1 every 4 bytes,
+// and the weight block's 4-byte groups are doubled ({w0, w0, w1, w1, ...}), so lane 2k of a
+// dpbusd is token 2m's int32 lane k and lane 2k+1 token 2m+1's: per token the same lanes,
+// FMAs and final sum as the 256-bit kernels below, with half the instructions.
+inline __m512i doubled_groups(__m256i w) {
+  const __m512i idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  return _mm512_permutexvar_epi32(idx, _mm512_castsi256_si512(w));
+}
+
+// The weight blocks unpacked straight into doubled_groups' layout: doubled(b) equals
+// doubled_groups(unpack(b)) for vec_dot_tokens' unpack lambdas, in fewer shuffle-port ops.
+// 16 bytes of nibbles: low nibbles (elements 0..15) in the lower 256 bits, high in the upper.
+inline __m512i doubled_nibbles(const uint8_t* qs) {
+  const __m512i idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 0, 0, 1, 1, 2, 2, 3, 3);
+  const __m512i v = _mm512_permutexvar_epi32(
+      idx, _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs))));
+  return _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xFFFF0000u, v, 4), _mm512_set1_epi8(0xF));
+}
+
+// The fifth bits qh (bit e for element e) as a byte mask over the doubled layout, where byte
+// 8k + 4p + r holds element 4k + r.
+inline __mmask64 doubled_bits(const uint8_t* qh) {
+  uint32_t h;
+  std::memcpy(&h, qh, sizeof h);
+  return _pdep_u64(h, 0x0F0F0F0F0F0F0F0Full) | _pdep_u64(h, 0xF0F0F0F0F0F0F0F0ull);
+}
+
+inline __m512i doubled(const BlockQ4_0& b) {
+  return _mm512_sub_epi8(doubled_nibbles(b.qs), _mm512_set1_epi8(8));
+}
+inline __m512i doubled(const BlockQ5_0& b) {  // -16 where the fifth bit is clear
+  const __m512i v = doubled_nibbles(b.qs);
+  return _mm512_mask_sub_epi8(v, _knot_mask64(doubled_bits(b.qh)), v, _mm512_set1_epi8(16));
+}
+inline __m512i doubled(const BlockQ8_0& b) {
+  return doubled_groups(loadu(b.qs));
+}
+inline __m512i doubled(const BlockQ4_1& b) {
+  return doubled_nibbles(b.qs);
+}
+inline __m512i doubled(const BlockQ5_1& b) {  // +16 where the fifth bit is set
+  const __m512i v = doubled_nibbles(b.qs);
+  return _mm512_mask_add_epi8(v, doubled_bits(b.qh), v, _mm512_set1_epi8(16));
+}
+
+// {d[0], d[1]} in every lane pair, by a broadcast load (no shuffle port).
+inline __m512 pair_scales(const float* d) {
+  double v;
+  std::memcpy(&v, d, sizeof v);
+  return _mm512_castpd_ps(_mm512_set1_pd(v));
+}
+
+// out[0], out[1] = the sums of the even and the odd lanes, each in hsum's order.
+inline void pair_sums(__m512 acc, float* out) {
+  const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  const __m512 s = _mm512_permutexvar_ps(idx, acc);
+  out[0] = hsum(_mm512_castps512_ps256(s));
+  out[1] = hsum(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+}
+
+// The block products d_w * d_a of blocks [i0, i0 + count) for NT tokens, into d[count][NT]: made
+// ahead so that the dot loop reads each token pair's two by a broadcast load.
+template <int NT, typename Block>
+inline void chunk_products(const Block* x, const ActBatch& a, int64_t i0, int count, float* d) {
+  for (int c = 0; c < count; ++c)
+    block_products<NT>(h2f(x[i0 + c].d), a.d + (i0 + c) * a.ld, d + c * NT);
+}
+
+constexpr int kChunk = 32;  // blocks per chunk_products call
+
+// The batch kernels are noinline: one call per weight row and token group costs nothing, and
+// profiles then name the kernel that runs instead of vec_dot_tokens.
+
+// legacy_signed's biased path (below) on token pairs.
+template <int NT, typename Block>
+__attribute__((noinline)) void legacy_signed_pairs(int64_t nb, const Block* x, const ActBatch& a,
+                                                   float* out) {
+  __m512 acc[NT / 2];
+#pragma GCC unroll 4
+  for (int m = 0; m < NT / 2; ++m) acc[m] = _mm512_setzero_ps();
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));  // 128 as u8
+  alignas(32) float dc[kChunk * NT];                               // [kChunk][NT] block products
+  for (int64_t i0 = 0; i0 < nb; i0 += kChunk) {
+    const int count = static_cast<int>(std::min<int64_t>(kChunk, nb - i0));
+    chunk_products<NT>(x, a, i0, count, dc);
+    for (int c = 0; c < count; ++c) {
+      const int64_t i = i0 + c;
+      const __m512i qx = doubled(x[i]);
+      const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, qx));
+      const uint8_t* u = a.q + i * a.ld * kQK;  // [NT / 2][64] this block's paired quants
+      const float* d = dc + c * NT;
+#pragma GCC unroll 4
+      for (int m = 0; m < NT / 2; ++m) {
+        const __m512i p = _mm512_dpbusd_epi32(corr, _mm512_loadu_si512(u + m * 2 * kQK), qx);
+        acc[m] = _mm512_fmadd_ps(pair_scales(d + 2 * m), _mm512_cvtepi32_ps(p), acc[m]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < NT / 2; ++m) pair_sums(acc[m], out + 2 * m);
+}
+
+// legacy_min's interleaved path (below) on token pairs.
+template <int NT, typename Block>
+__attribute__((noinline)) void legacy_min_pairs(int64_t nb, const Block* x, const ActBatch& a,
+                                                float* out) {
+  __m512 acc[NT / 2];
+  __m128 summs[NT / 4];
+#pragma GCC unroll 4
+  for (int m = 0; m < NT / 2; ++m) acc[m] = _mm512_setzero_ps();
+  for (int q = 0; q < NT / 4; ++q) summs[q] = _mm_setzero_ps();
+  alignas(32) float dc[kChunk * NT];  // [kChunk][NT] block products
+  for (int64_t i0 = 0; i0 < nb; i0 += kChunk) {
+    const int count = static_cast<int>(std::min<int64_t>(kChunk, nb - i0));
+    chunk_products<NT>(x, a, i0, count, dc);
+    for (int c = 0; c < count; ++c) {
+      const int64_t i = i0 + c;
+      const __m128 mw = _mm_set1_ps(h2f(x[i].m));
+      for (int q = 0; q < NT / 4; ++q)
+        summs[q] = _mm_fmadd_ps(mw, _mm_loadu_ps(a.s + i * a.ld + 4 * q), summs[q]);
+      const __m512i qx = doubled(x[i]);
+      const uint8_t* u = a.q + i * a.ld * kQK;  // [NT / 2][64] this block's paired quants
+      const float* d = dc + c * NT;
+#pragma GCC unroll 4
+      for (int m = 0; m < NT / 2; ++m) {
+        const __m512i p =
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), qx, _mm512_loadu_si512(u + m * 2 * kQK));
+        acc[m] = _mm512_fmadd_ps(pair_scales(d + 2 * m), _mm512_cvtepi32_ps(p), acc[m]);
+      }
+    }
+  }
+  alignas(16) float sm[NT];
+  for (int q = 0; q < NT / 4; ++q) _mm_store_ps(sm + 4 * q, summs[q]);
+#pragma GCC unroll 4
+  for (int m = 0; m < NT / 2; ++m) {
+    pair_sums(acc[m], out + 2 * m);
+    out[2 * m] += sm[2 * m];
+    out[2 * m + 1] += sm[2 * m + 1];
+  }
+}
+#endif  // KVS_QUANT_PAIRS_AVX512
+
 // Signed weights (Q4_0, Q5_0, Q8_0): the block is unpacked and dot_s8's |x| taken once for NT
 // tokens, each with its own accumulator.
 // With interleaved biased quants (a.q, exact dpbusd only): sum(x*y) = sum((y+128)*x) -
@@ -62,6 +214,9 @@ void legacy_signed(int64_t nb, const Block* x, const ActBatch& a, Unpack&& unpac
   __m256 acc[NT];
 #pragma GCC unroll 8
   for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_ps();
+#if defined(KVS_QUANT_PAIRS_AVX512)
+  if (a.q != nullptr) return legacy_signed_pairs<NT>(nb, x, a, out);
+#else
   if (kExactDpbusd && a.q != nullptr) {
     const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));  // 128 as u8
     for (int64_t i = 0; i < nb; ++i) {
@@ -80,6 +235,7 @@ void legacy_signed(int64_t nb, const Block* x, const ActBatch& a, Unpack&& unpac
     for (int j = 0; j < NT; ++j) out[j] = hsum(acc[j]);
     return;
   }
+#endif
   for (int64_t i = 0; i < nb; ++i) {
     alignas(16) float d[NT];
     block_products<NT>(h2f(x[i].d), a.d + i * a.ld, d);
@@ -100,6 +256,9 @@ void legacy_signed(int64_t nb, const Block* x, const ActBatch& a, Unpack&& unpac
 // output in block order (lanes of one fma per 4 tokens), added after the lane reduction.
 template <int NT, bool kInterleaved, typename Block, typename Unpack>
 void legacy_min(int64_t nb, const Block* x, const ActBatch& a, Unpack&& unpack, float* out) {
+#if defined(KVS_QUANT_PAIRS_AVX512)
+  if constexpr (kInterleaved) return legacy_min_pairs<NT>(nb, x, a, out);
+#endif
   const Rows<BlockQ8_1> y{a.rows, a.stride};
   __m256 acc[NT];
   __m128 summs[NT / 4];
@@ -234,7 +393,8 @@ inline __m128 block_scales(const Rows<BlockQ8_K>& y, int64_t i) {
 // Q4_K under the batch kernels: the integer block sums of detail::KBlockInts (scales, mins
 // and the min products per 64 elements as in q4_K_block_ints), gathered across the tokens.
 template <int NT>
-void q4_K_batch(int64_t nb, const BlockQ4_K* x, const ActBatch& a, DotKernel k, float* out) {
+__attribute__((noinline)) void q4_K_batch(int64_t nb, const BlockQ4_K* x, const ActBatch& a,
+                                          DotKernel k, float* out) {
   const Rows<BlockQ8_K> y{a.rows, a.stride};
   KAccum4 acc[NT / 4];  // tokens 4q..4q+3 in acc[q]'s lanes
   for (int64_t i = 0; i < nb; ++i) {
@@ -278,7 +438,8 @@ void q4_K_batch(int64_t nb, const BlockQ4_K* x, const ActBatch& a, DotKernel k, 
 
 // Q6_K under kTiled / kRepackGemv (its KBlockInts have no mins: imin = 0, dmin = 0).
 template <int NT>
-void q6_K_batch(int64_t nb, const BlockQ6_K* x, const ActBatch& a, DotKernel k, float* out) {
+__attribute__((noinline)) void q6_K_batch(int64_t nb, const BlockQ6_K* x, const ActBatch& a,
+                                          DotKernel k, float* out) {
   const Rows<BlockQ8_K> y{a.rows, a.stride};
   KAccum4 acc[NT / 4];  // tokens 4q..4q+3 in acc[q]'s lanes
   for (int64_t i = 0; i < nb; ++i) {
@@ -295,6 +456,133 @@ void q6_K_batch(int64_t nb, const BlockQ6_K* x, const ActBatch& a, DotKernel k, 
   }
   for (int q = 0; q < NT / 4; ++q) acc[q].result(k, out + 4 * q);
 }
+
+#if defined(KVS_QUANT_PAIRS_AVX512)
+// K-quants on token pairs (ActBatch::q, 32-element blocks): the integer sums of a super-block
+// are exact in any order, so only each token's per-64 (or total) sums must come out as in
+// q4_K_batch / q6_K_batch; the float accumulation is theirs (KAccum4).
+
+// Paired quants of 32-element block b for token pair m.
+inline __m512i pair_quants(const ActBatch& a, int64_t b, int m) {
+  return _mm512_loadu_si512(a.q + (b * a.ld + 2 * m) * kQK);
+}
+
+// Per-token sums of paired chunk sums S[4] (lane 2k + p: token p's lane k):
+// x = {S0 token 0, S0 token 1, S1 token 0, S1 token 1}, y the same for S2, S3.
+inline void pair_chunk_sums(const __m512i* S, __m128i& x, __m128i& y) {
+  const __m512i a =
+      _mm512_add_epi32(_mm512_unpacklo_epi64(S[0], S[1]), _mm512_unpackhi_epi64(S[0], S[1]));
+  const __m512i b =
+      _mm512_add_epi32(_mm512_unpacklo_epi64(S[2], S[3]), _mm512_unpackhi_epi64(S[2], S[3]));
+  // 128-bit lanes {a0 + a2, a1 + a3, b0 + b2, b1 + b3}, then lane 0 = a's total, 2 = b's.
+  const __m512i s = _mm512_add_epi32(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512i t = _mm512_add_epi32(s, _mm512_shuffle_i64x2(s, s, _MM_SHUFFLE(2, 3, 0, 1)));
+  x = _mm512_castsi512_si128(t);
+  y = _mm512_extracti32x4_epi32(t, 2);
+}
+
+// {total of pair 0 token 0, token 1, pair 1 token 0, token 1} of two paired sums.
+inline __m128i pair_totals(__m512i s01, __m512i s23) {
+  const __m512i a =
+      _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+  const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
+  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+template <int NT>
+__attribute__((noinline)) void q4_K_batch_pairs(int64_t nb, const BlockQ4_K* x, const ActBatch& a,
+                                                DotKernel k, float* out) {
+  const Rows<BlockQ8_K> y{a.rows, a.stride};
+  KAccum4 acc[NT / 4];  // tokens 4q..4q+3 in acc[q]'s lanes
+  for (int64_t i = 0; i < nb; ++i) {
+    Q4KPrepared p;
+    q4_K_prepare(x[i], p);
+    __m512i lo[4], hi[4], sc[8];  // doubled 4-byte groups (see doubled_groups)
+    for (int c = 0; c < 4; ++c) {
+      lo[c] = doubled_groups(p.u.lo[c]);
+      hi[c] = doubled_groups(p.u.hi[c]);
+    }
+    for (int c = 0; c < 8; ++c) sc[c] = _mm512_set1_epi16(p.sm[c]);
+    for (int q = 0; q < NT / 4; ++q) {
+      const Rows<BlockQ8_K> yq{y.base + 4 * q * y.stride, y.stride};
+      __m128i xs[2], ys[2];
+      for (int r = 0; r < 2; ++r) {
+        __m512i S[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+          const __m512i pl = _mm512_maddubs_epi16(lo[c], pair_quants(a, 8 * i + 2 * c, 2 * q + r));
+          const __m512i ph =
+              _mm512_maddubs_epi16(hi[c], pair_quants(a, 8 * i + 2 * c + 1, 2 * q + r));
+          S[c] = _mm512_dpwssd_epi32(_mm512_madd_epi16(pl, sc[2 * c]), ph, sc[2 * c + 1]);
+        }
+        pair_chunk_sums(S, xs[r], ys[r]);
+      }
+      __m128i imin[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m256i bs = loadu(yq.at(j, i).bsums);
+        const __m128i q8s =
+            _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));  // [8]
+        imin[j] = _mm_madd_epi16(p.mins, q8s);  // the 4 per-64 min products
+      }
+      const __m128 da = block_scales(yq, i);
+      if (k == DotKernel::kRepackGemm) {
+        const __m128i isum[4] = {_mm_unpacklo_epi64(xs[0], xs[1]), _mm_unpackhi_epi64(xs[0], xs[1]),
+                                 _mm_unpacklo_epi64(ys[0], ys[1]),
+                                 _mm_unpackhi_epi64(ys[0], ys[1])};  // per chunk
+        transpose4(imin);
+        acc[q].add_gemm(isum, imin, p.d, p.dmin, da);
+      } else {
+        const __m128i t01 = _mm_add_epi32(xs[0], ys[0]), t23 = _mm_add_epi32(xs[1], ys[1]);
+        const __m128i total =
+            _mm_add_epi32(_mm_unpacklo_epi64(t01, t23), _mm_unpackhi_epi64(t01, t23));
+        acc[q].add_total(k, total, hsum4_i32x4(imin[0], imin[1], imin[2], imin[3]), p.d, p.dmin,
+                         da);
+      }
+    }
+  }
+  for (int q = 0; q < NT / 4; ++q) acc[q].result(k, out + 4 * q);
+}
+
+template <int NT>
+__attribute__((noinline)) void q6_K_batch_pairs(int64_t nb, const BlockQ6_K* x, const ActBatch& a,
+                                                DotKernel k, float* out) {
+  const Rows<BlockQ8_K> y{a.rows, a.stride};
+  KAccum4 acc[NT / 4];  // tokens 4q..4q+3 in acc[q]'s lanes
+  for (int64_t i = 0; i < nb; ++i) {
+    Q6Unpacked u;
+    q6_K_unpack(x[i], u);
+    const float dw = h2f(x[i].d);
+    __m512i q6[8], sc[8];  // chunk 4h + g, doubled 4-byte groups
+    for (int h = 0; h < 2; ++h)
+      for (int g = 0; g < 4; ++g) {
+        q6[4 * h + g] = doubled_groups(u.q[h][g]);
+        sc[4 * h + g] = doubled_groups(u.sc[h][g]);
+      }
+    for (int q = 0; q < NT / 4; ++q) {
+      const Rows<BlockQ8_K> yq{y.base + 4 * q * y.stride, y.stride};
+      __m512i S[2];
+      for (int r = 0; r < 2; ++r) {
+        __m512i s = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c)
+          s = _mm512_dpwssd_epi32(
+              s, _mm512_maddubs_epi16(q6[c], pair_quants(a, 8 * i + c, 2 * q + r)), sc[c]);
+        S[r] = s;
+      }
+      // q6_K_lanes' -32 bias, sum(s * bsum) * 32 per token
+      __m256i bias[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) bias[j] = _mm256_madd_epi16(u.scales, loadu(yq.at(j, i).bsums));
+      const __m128i total =
+          _mm_sub_epi32(pair_totals(S[0], S[1]), _mm_slli_epi32(hsum4_i32(bias), 5));
+      acc[q].add_total(k, total, _mm_setzero_si128(), dw, 0.0f, block_scales(yq, i));
+    }
+  }
+  for (int q = 0; q < NT / 4; ++q) acc[q].result(k, out + 4 * q);
+}
+#endif  // KVS_QUANT_PAIRS_AVX512
 
 }  // namespace
 
@@ -344,6 +632,9 @@ void vec_dot_tokens(DType weight_type, int64_t n, const void* w_row, const ActBa
       return legacy_min<NT, false>(nb, static_cast<const BlockQ5_1*>(w_row), a, q5_1, out);
     case DType::Q4_K: {
       const auto* x = static_cast<const BlockQ4_K*>(w_row);
+#if defined(KVS_QUANT_PAIRS_AVX512)
+      if (batch && a.q != nullptr) return q4_K_batch_pairs<NT>(nb, x, a, kernel, out);
+#endif
       if (batch) return q4_K_batch<NT>(nb, x, a, kernel, out);
       for (int q = 0; q < NT / 4; ++q) {  // plain vec_dot: 4 tokens per call
         ActBatch part = a;
@@ -355,6 +646,9 @@ void vec_dot_tokens(DType weight_type, int64_t n, const void* w_row, const ActBa
     case DType::Q6_K: {
       if (kernel == DotKernel::kRepackGemm) break;
       const auto* x = static_cast<const BlockQ6_K*>(w_row);
+#if defined(KVS_QUANT_PAIRS_AVX512)
+      if (batch && a.q != nullptr) return q6_K_batch_pairs<NT>(nb, x, a, kernel, out);
+#endif
       if (batch) return q6_K_batch<NT>(nb, x, a, kernel, out);
       for (int q = 0; q < NT / 4; ++q) {
         ActBatch part = a;

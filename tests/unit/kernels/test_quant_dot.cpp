@@ -428,12 +428,13 @@ TEST(QuantDot, MultiTokenKernelsMatchSingleRows) {
       a.s = s.empty() ? nullptr : s.data();
       a.ld = 8;
       // The legacy types also run from interleaved quants where the CPU allows it: 8 of the
-      // 10 tokens' blocks are used (ld 10, from token 1), as a matmul group sees its batch.
+      // 10 tokens' blocks are used (ld 10, from token 2: groups start at even tokens), as a matmul
+      // group sees its batch.
       std::vector<uint8_t> q(static_cast<size_t>(n) * 10);  // [n / 32][10][32]
       const bool interleaved = interleaved_quants_used(t);
       if (interleaved)
         for (int j = 0; j < 8; ++j)
-          interleave_activation_row(t, act.data() + j * stride, n, j + 1, 10, q.data());
+          interleave_activation_row(t, act.data() + j * stride, n, j + 2, 10, q.data());
       for (const bool use_u : {false, true}) {
         if (use_u && !interleaved) continue;
         std::vector<float> d10, s10;  // the scales at ld 10 as well
@@ -442,14 +443,14 @@ TEST(QuantDot, MultiTokenKernelsMatchSingleRows) {
           s10.assign(s.size() / 8 * 10, 0.0f);
           for (size_t i = 0; i < d.size() / 8; ++i)
             for (int j = 0; j < 8; ++j) {
-              d10[i * 10 + j + 1] = d[i * 8 + j];
-              if (!s.empty()) s10[i * 10 + j + 1] = s[i * 8 + j];
+              d10[i * 10 + j + 2] = d[i * 8 + j];
+              if (!s.empty()) s10[i * 10 + j + 2] = s[i * 8 + j];
             }
         }
-        a.d = use_u ? d10.data() + 1 : (d.empty() ? nullptr : d.data());
-        a.s = use_u ? (s.empty() ? nullptr : s10.data() + 1) : (s.empty() ? nullptr : s.data());
+        a.d = d.empty() ? nullptr : (use_u ? d10.data() + 2 : d.data());
+        a.s = use_u ? (s.empty() ? nullptr : s10.data() + 2) : (s.empty() ? nullptr : s.data());
         a.ld = use_u ? 10 : 8;
-        a.q = use_u ? q.data() + 32 : nullptr;
+        a.q = use_u ? q.data() + 64 : nullptr;
         for (DotKernel k : kernels) {
           float out4[4], out8[8];
           vec_dot_x4(t, n, w.data(), a, k, out4);
@@ -590,7 +591,8 @@ TEST(QuantDot, DISABLED_TokenKernelBench) {
     if (n % dtype_traits(t).block_size != 0) continue;
     const auto w = random_weights(t, n, rng);
     const size_t ab = activation_row_bytes(t, n);
-    std::vector<uint8_t> act(8 * ab), q(8 * n);  // [8] activation rows; [n / 32][8][32]
+    std::vector<uint8_t> act(8 * ab), q_buf(8 * n + 63);  // [8] activation rows; quants
+    uint8_t* q = q_buf.data() + (-reinterpret_cast<uintptr_t>(q_buf.data()) & 63);  // [n/32][8][32]
     for (int j = 0; j < 8; ++j) {
       const auto x = randn(n, rng);
       quantize_activation(t, x.data(), act.data() + j * ab, n);
@@ -599,17 +601,13 @@ TEST(QuantDot, DISABLED_TokenKernelBench) {
     activation_scales(t, act.data(), 8, ab, n, d, s);
     const bool interleaved = interleaved_quants_used(t);
     if (interleaved)
-      for (int j = 0; j < 8; ++j)
-        interleave_activation_row(t, act.data() + j * ab, n, j, 8, q.data());
+      for (int j = 0; j < 8; ++j) interleave_activation_row(t, act.data() + j * ab, n, j, 8, q);
     const DotKernel k = dot_kernel(t, 1536, 512, 0);
     for (const bool use_u : {false, true}) {
       if (use_u && !interleaved) continue;
-      ActBatch a{act.data(),
-                 ab,
-                 d.empty() ? nullptr : d.data(),
-                 s.empty() ? nullptr : s.data(),
-                 8,
-                 use_u ? q.data() : nullptr};
+      ActBatch a{
+          act.data(),         ab, d.empty() ? nullptr : d.data(), s.empty() ? nullptr : s.data(), 8,
+          use_u ? q : nullptr};
       const int iters = 20000;
       double best = 1e30;
       float out[8], sink = 0;
