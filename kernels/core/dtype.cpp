@@ -26,6 +26,15 @@ constexpr std::array<Entry, 20> kTypes{{
     {DType::F64, {"F64", 1, 8, false}},      {DType::BF16, {"BF16", 1, 2, false}},
 }};
 
+// kTypes indexed by type id (the kernels look traits up per call): -1 where no type.
+constexpr auto kIndex = [] {
+  std::array<int8_t, 32> index{};
+  index.fill(-1);
+  for (size_t i = 0; i < kTypes.size(); ++i)
+    index[static_cast<uint32_t>(kTypes[i].type)] = static_cast<int8_t>(i);
+  return index;
+}();
+
 }  // namespace
 
 std::optional<DType> dtype_from_id(uint32_t id) {
@@ -35,8 +44,8 @@ std::optional<DType> dtype_from_id(uint32_t id) {
 }
 
 const DTypeTraits& dtype_traits(DType t) {
-  for (const auto& e : kTypes)
-    if (e.type == t) return e.traits;
+  const auto id = static_cast<uint32_t>(t);
+  if (id < kIndex.size() && kIndex[id] >= 0) return kTypes[kIndex[id]].traits;
   KVS_CHECK(false, "unknown dtype " + std::to_string(static_cast<uint32_t>(t)));
 }
 

@@ -90,7 +90,7 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
   // does), then every weight row is dotted with every token's row in integer arithmetic.
   const size_t act_bytes = activation_row_bytes(W.dtype, K);
   const DType wt = W.dtype;
-  // Tokens go eight or four per call where they share a kernel (llama.cpp's choice varies
+  // Tokens go 16, 8 or 4 per call where they share a kernel (llama.cpp's choice varies
   // only at a batch's last T % 4 tokens), so a weight block is unpacked once for them all;
   // the rest (a decode step's single token) run over each thread's rows in one call.
   struct Group {
@@ -98,14 +98,16 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
     DotKernel kernel;
   };
   std::vector<Group> groups;
-  int64_t t_rest = 0, t_eights = 0;  // tokens in groups; in groups of eight (those come first)
-  for (const int64_t size : {int64_t{8}, int64_t{4}}) {
+  // Groups of 16, then 8, then 4 tokens; t_end[s] = where the groups of size 16 >> s end.
+  int64_t t_rest = 0, t_end[3] = {0, 0, 0};
+  for (int s = 0; s < 3; ++s) {
+    const int64_t size = int64_t{16} >> s;
     for (; t_rest + size <= T; t_rest += size) {
       const DotKernel k = dot_kernel(wt, N, T, t_rest);
       if (k != dot_kernel(wt, N, T, t_rest + size - 1)) break;
       groups.push_back({t_rest, size, k});
     }
-    if (size == 8) t_eights = t_rest;
+    t_end[s] = t_rest;
   }
   // Only the token groups read f32 scales and interleaved quants; a decode step skips them.
   // The workers see their own thread_local vectors: they get this thread's pointers.
@@ -135,8 +137,9 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
       uint8_t* row = act_data + t * act_bytes;
       quantize_activation(wt, x + t * K, row, K);
       if (t >= t_rest) continue;
-      const int64_t size = t < t_eights ? 8 : 4;
-      const int64_t g0 = t < t_eights ? t / 8 * 8 : t_eights + (t - t_eights) / 4 * 4;
+      const int s = t < t_end[0] ? 0 : t < t_end[1] ? 1 : 2;  // t's group size 16 >> s
+      const int64_t size = int64_t{16} >> s, start = s == 0 ? 0 : t_end[s - 1];
+      const int64_t g0 = start + (t - start) / size * size;
       if (scales)
         activation_row_scales(wt, row, K, t - g0, size, act_d_data + g0 * (K / 32),
                               act_s_data != nullptr ? act_s_data + g0 * (K / 32) : nullptr);
@@ -144,10 +147,11 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
     }
   });
   const size_t w_stride = W.row_nbytes();
-  // Rows go in tiles of kRowTile per token group, so that a group's activations (8 x K
-  // quants, a few KiB) are read from L1 by every row of the tile instead of being streamed
-  // from L2 once per row (K x T bytes per row: 295 KiB for SmolLM2's pp512).
-  constexpr int64_t kRowTile = 16;
+  // Rows go in tiles of kRowTile per token group, so that a group's activations (16 x K
+  // quants, 9-32 KiB) are read from L1 or L2 by every row of the tile instead of being
+  // streamed from L2 once per row (K x T bytes per row: 295 KiB for SmolLM2's pp512).
+  // 8, 16 and 32 rows measured: 32 best by a few percent (docs/benchmarks.md).
+  constexpr int64_t kRowTile = 32;
   pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
     for (int64_t r0 = n0; r0 < n1 && !groups.empty(); r0 += kRowTile) {
       const int64_t r1 = std::min(r0 + kRowTile, n1);
@@ -162,8 +166,10 @@ void matmul(const float* x, int64_t T, const Tensor& W, const float* bias, float
         for (int64_t n = r0; n < r1; ++n) {
           const uint8_t* w = W.row(n);
           const float b = bias != nullptr ? bias[n] : 0.0f;
-          float out[8];
-          if (g.size == 8)
+          float out[16];
+          if (g.size == 16)
+            vec_dot_x16(wt, K, w, a, g.kernel, out);
+          else if (g.size == 8)
             vec_dot_x8(wt, K, w, a, g.kernel, out);
           else
             vec_dot_x4(wt, K, w, a, g.kernel, out);

@@ -158,13 +158,15 @@ void interleave_activation_row(DType weight_type, const uint8_t* act_row, int64_
                                             " has no pair partner among " + std::to_string(tokens));
 #endif
   for (int64_t i = 0; i < n / kQK; ++i) {
-    const int8_t* src = block_quants(i);
+    uint8_t b[kQK];  // the block's quants, +128 as bytes for Q8_0 activations
+    std::memcpy(b, block_quants(i), kQK);
+    if (bias != 0)
+      for (uint8_t& v : b) v ^= 0x80;  // int8 + 128 as uint8
 #if defined(KVS_QUANT_PAIRS_AVX512)
     uint8_t* dst = q + (i * tokens + (j & ~int64_t{1})) * kQK + (j & 1) * 4;  // see ActBatch::q
-    for (int k = 0; k < kQK; ++k) dst[k / 4 * 8 + k % 4] = static_cast<uint8_t>(src[k] + bias);
+    for (int g = 0; g < kQK / 4; ++g) std::memcpy(dst + 8 * g, b + 4 * g, 4);
 #else
-    uint8_t* dst = q + (i * tokens + j) * kQK;
-    for (int k = 0; k < kQK; ++k) dst[k] = static_cast<uint8_t>(src[k] + bias);
+    std::memcpy(q + (i * tokens + j) * kQK, b, kQK);
 #endif
   }
 }
@@ -185,6 +187,16 @@ void vec_dot_x8(DType weight_type, int64_t n, const void* w_row, const ActBatch&
   avx2::vec_dot_x8(weight_type, n, w_row, a, kernel, out);
 #else
   for (int j = 0; j < 8; ++j)
+    out[j] = ref::vec_dot(weight_type, n, w_row, a.rows + j * a.stride, kernel);
+#endif
+}
+
+void vec_dot_x16(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
+                 DotKernel kernel, float* out) {
+#if defined(KVS_QUANT_DOT_AVX2)
+  avx2::vec_dot_x16(weight_type, n, w_row, a, kernel, out);
+#else
+  for (int j = 0; j < 16; ++j)
     out[j] = ref::vec_dot(weight_type, n, w_row, a.rows + j * a.stride, kernel);
 #endif
 }

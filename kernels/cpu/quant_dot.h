@@ -134,6 +134,10 @@ void vec_dot_x4(DType weight_type, int64_t n, const void* w_row, const ActBatch&
 // then shared by eight dot products.
 void vec_dot_x8(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
                 DotKernel kernel, float* out /*[8]*/);
+// The same for sixteen tokens (a.ld >= 16 where scales or quants are given): one pass over the
+// weight row where the CPU has the paired kernels (KVS_QUANT_PAIRS_AVX512), else two x8 calls.
+void vec_dot_x16(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
+                 DotKernel kernel, float* out /*[16]*/);
 
 // out[r] = vec_dot(weight_type, n, w_rows + r * w_stride, act_row, kernel) for r < rows, bit
 // for bit: the decode matmul's inner step, one call per thread's row range (the dispatch and
@@ -215,6 +219,8 @@ void vec_dot_x4(DType weight_type, int64_t n, const void* w_row, const ActBatch&
                 DotKernel kernel, float* out);
 void vec_dot_x8(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
                 DotKernel kernel, float* out);
+void vec_dot_x16(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
+                 DotKernel kernel, float* out);
 void vec_dot_rows(DType weight_type, int64_t n, const void* w_rows, size_t w_stride, int64_t rows,
                   const void* act_row, DotKernel kernel, float* out);
 void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n);

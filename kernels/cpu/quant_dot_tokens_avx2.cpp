@@ -138,7 +138,7 @@ template <int NT, typename Block>
 __attribute__((noinline)) void legacy_signed_pairs(int64_t nb, const Block* x, const ActBatch& a,
                                                    float* out) {
   __m512 acc[NT / 2];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int m = 0; m < NT / 2; ++m) acc[m] = _mm512_setzero_ps();
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));  // 128 as u8
   alignas(32) float dc[kChunk * NT];                               // [kChunk][NT] block products
@@ -152,14 +152,14 @@ __attribute__((noinline)) void legacy_signed_pairs(int64_t nb, const Block* x, c
                                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, qx));
       const uint8_t* u = a.q + i * a.ld * kQK;  // [NT / 2][64] this block's paired quants
       const float* d = dc + c * NT;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int m = 0; m < NT / 2; ++m) {
         const __m512i p = _mm512_dpbusd_epi32(corr, _mm512_loadu_si512(u + m * 2 * kQK), qx);
         acc[m] = _mm512_fmadd_ps(pair_scales(d + 2 * m), _mm512_cvtepi32_ps(p), acc[m]);
       }
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int m = 0; m < NT / 2; ++m) pair_sums(acc[m], out + 2 * m);
 }
 
@@ -169,7 +169,7 @@ __attribute__((noinline)) void legacy_min_pairs(int64_t nb, const Block* x, cons
                                                 float* out) {
   __m512 acc[NT / 2];
   __m128 summs[NT / 4];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int m = 0; m < NT / 2; ++m) acc[m] = _mm512_setzero_ps();
   for (int q = 0; q < NT / 4; ++q) summs[q] = _mm_setzero_ps();
   alignas(32) float dc[kChunk * NT];  // [kChunk][NT] block products
@@ -184,7 +184,7 @@ __attribute__((noinline)) void legacy_min_pairs(int64_t nb, const Block* x, cons
       const __m512i qx = doubled(x[i]);
       const uint8_t* u = a.q + i * a.ld * kQK;  // [NT / 2][64] this block's paired quants
       const float* d = dc + c * NT;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int m = 0; m < NT / 2; ++m) {
         const __m512i p =
             _mm512_dpbusd_epi32(_mm512_setzero_si512(), qx, _mm512_loadu_si512(u + m * 2 * kQK));
@@ -194,7 +194,7 @@ __attribute__((noinline)) void legacy_min_pairs(int64_t nb, const Block* x, cons
   }
   alignas(16) float sm[NT];
   for (int q = 0; q < NT / 4; ++q) _mm_store_ps(sm + 4 * q, summs[q]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int m = 0; m < NT / 2; ++m) {
     pair_sums(acc[m], out + 2 * m);
     out[2 * m] += sm[2 * m];
@@ -676,6 +676,60 @@ void vec_dot_x4(DType weight_type, int64_t n, const void* w_row, const ActBatch&
 void vec_dot_x8(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
                 DotKernel kernel, float* out) {
   vec_dot_tokens<8>(weight_type, n, w_row, a, kernel, out);
+}
+
+void vec_dot_x16(DType weight_type, int64_t n, const void* w_row, const ActBatch& a,
+                 DotKernel kernel, float* out) {
+#if defined(KVS_QUANT_PAIRS_AVX512)
+  const int64_t bs = dtype_traits(weight_type).block_size;
+  KVS_CHECK(n >= 0 && n % bs == 0,
+            "vec_dot_x16: n=" + std::to_string(n) + " not a multiple of " + std::to_string(bs));
+  const int64_t nb = n / bs;
+  const bool scales = a.d != nullptr && a.ld >= 16;
+  const bool batch = kernel != DotKernel::kVecDot;
+  if (a.q != nullptr && a.ld >= 16) {
+    switch (weight_type) {
+      case DType::Q4_0:
+        if (scales)
+          return legacy_signed_pairs<16>(nb, static_cast<const BlockQ4_0*>(w_row), a, out);
+        break;
+      case DType::Q5_0:
+        if (scales)
+          return legacy_signed_pairs<16>(nb, static_cast<const BlockQ5_0*>(w_row), a, out);
+        break;
+      case DType::Q8_0:
+        if (scales)
+          return legacy_signed_pairs<16>(nb, static_cast<const BlockQ8_0*>(w_row), a, out);
+        break;
+      case DType::Q4_1:
+        if (scales && a.s != nullptr)
+          return legacy_min_pairs<16>(nb, static_cast<const BlockQ4_1*>(w_row), a, out);
+        break;
+      case DType::Q5_1:
+        if (scales && a.s != nullptr)
+          return legacy_min_pairs<16>(nb, static_cast<const BlockQ5_1*>(w_row), a, out);
+        break;
+      case DType::Q4_K:
+        if (batch)
+          return q4_K_batch_pairs<16>(nb, static_cast<const BlockQ4_K*>(w_row), a, kernel, out);
+        break;
+      case DType::Q6_K:
+        if (batch && kernel != DotKernel::kRepackGemm)
+          return q6_K_batch_pairs<16>(nb, static_cast<const BlockQ6_K*>(w_row), a, kernel, out);
+        break;
+      default:
+        break;
+    }
+  }
+#endif
+  // Two halves of eight; the second's scales and quants start 8 tokens in, at the same ld.
+  ActBatch hi = a;
+  hi.rows = a.rows + 8 * a.stride;
+  if (a.d != nullptr) hi.d = a.d + 8;
+  if (a.s != nullptr) hi.s = a.s + 8;
+  if (a.q != nullptr) hi.q = a.q + 8 * kQK;
+  vec_dot_tokens<8>(weight_type, n, w_row, a, kernel, out);
+  vec_dot_tokens<8>(weight_type, n, w_row, hi, kernel, out + 8);
 }
 
 }  // namespace kvs::avx2
