@@ -224,6 +224,12 @@ void vec_dot_x16(DType weight_type, int64_t n, const void* w_row, const ActBatch
 void vec_dot_rows(DType weight_type, int64_t n, const void* w_rows, size_t w_stride, int64_t rows,
                   const void* act_row, DotKernel kernel, float* out);
 void quantize_activation(DType weight_type, const float* x, void* dst, int64_t n);
+#if defined(KVS_QUANT_PAIRS_AVX512)
+// vec_dot_rows under kVecDot for the legacy types, two rows per 512-bit register
+// (quant_dot_rows_avx512.cpp); false (nothing written) for other types.
+bool vec_dot_rows_paired(DType weight_type, int64_t nb, const uint8_t* w, size_t stride,
+                         int64_t rows, const void* act_row, float* out);
+#endif
 }  // namespace avx2
 #endif
 

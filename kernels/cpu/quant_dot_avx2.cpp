@@ -505,13 +505,20 @@ void vec_dot_rows(DType weight_type, int64_t n, const void* w_rows, size_t w_str
   const int64_t nb = checked_blocks(weight_type, n);
   const auto* w = static_cast<const uint8_t*>(w_rows);
   if (kernel == DotKernel::kVecDot || !detail::is_k_quant(weight_type)) {
-    for (int64_t r = 0; r < rows; ++r)
+#if defined(KVS_QUANT_PAIRS_AVX512)
+    if (vec_dot_rows_paired(weight_type, nb, w, w_stride, rows, act_row, out)) return;
+#endif
+    for (int64_t r = 0; r < rows; ++r) {
+      prefetch_rows(w, w_stride, rows, r, 1);
       out[r] = dot_unchecked(weight_type, n, nb, w + r * w_stride, act_row);
+    }
     return;
   }
   const size_t wbytes = dtype_traits(weight_type).block_bytes;
-  for (int64_t r = 0; r < rows; ++r)
+  for (int64_t r = 0; r < rows; ++r) {
+    prefetch_rows(w, w_stride, rows, r, 1);
     out[r] = dot_kernel_unchecked(weight_type, nb, wbytes, w + r * w_stride, act_row, kernel);
+  }
 }
 
 }  // namespace kvs::avx2
