@@ -7,13 +7,9 @@
 
 #if defined(KVS_QUANT_PAIRS_AVX512)
 
-// GCC 12 reports the AVX-512 intrinsics' own `_mm512_undefined_*()` pass-through operands as
-// (maybe) uninitialized once they are inlined here (GCC bug 105593, fixed in 13).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+// clang-format off: before anything that includes <immintrin.h> (see there)
+#include "kernels/cpu/avx512_intrinsics.h"
+// clang-format on
 
 #include <cmath>
 #include <vector>

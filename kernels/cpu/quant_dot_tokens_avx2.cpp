@@ -1,4 +1,4 @@
-// One weight row against four or eight tokens' activation rows (the prefill matmul's inner
+// One weight row against 4, 8 or 16 tokens' activation rows (the prefill matmul's inner
 // step). Each weight block is unpacked once and dotted with every token's activation block;
 // every output keeps its own accumulator, updated in block order with the same FMAs as the
 // single-row kernel in quant_dot_avx2.cpp, so out[j] is bit-identical to vec_dot(..., act_j,
@@ -7,13 +7,9 @@
 
 #if defined(KVS_QUANT_DOT_AVX2)
 
-// GCC 12 reports the AVX-512 intrinsics' own `_mm512_undefined_*()` pass-through operands as
-// (maybe) uninitialized once they are inlined here (GCC bug 105593, fixed in 13).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+// clang-format off: before anything that includes <immintrin.h> (see there)
+#include "kernels/cpu/avx512_intrinsics.h"
+// clang-format on
 
 #include <algorithm>
 #include <cmath>
