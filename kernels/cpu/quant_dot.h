@@ -100,7 +100,8 @@ struct ActBatch {
   // instead of two sign flips and a dpbusd (see interleaved_quants_used). Where
   // KVS_QUANT_PAIRS_AVX512 is defined, tokens 2m and 2m+1 share their 64 bytes with their
   // 4-byte groups alternating (token 2m's group g at byte 8g, token 2m+1's at 8g + 4), so one
-  // 512-bit dpbusd serves both: q must then start at an even token and be 64-byte aligned.
+  // 512-bit dpbusd serves both: q must then start at an even token (and should be 64-byte
+  // aligned, one cache line per block and pair).
   const uint8_t* q = nullptr;
 };
 
