@@ -3,8 +3,10 @@
 // sliding-window layers, like the CPU cache).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "engine/cuda/cuda_model.h"
@@ -45,6 +47,22 @@ class CudaRunner final : public DeviceRunner {
     }
     for (int il = 0; il < c_.n_layer; ++il)
       rope_[il] = cuda::rope_table(layer_rope(dm.model(), il));
+    decode_logits_.resize(static_cast<size_t>(c_.n_vocab) * 4);
+    // The decode path's scratch at its largest, so that it never moves under a captured graph.
+    size_t act = cuda::gemv_scratch_bytes(dm.output(), cuda::kGemvMaxTokens);
+    for (int il = 0; il < c_.n_layer; ++il) {
+      const CudaLayer& L = dm.layer(il);
+      for (const cuda::DeviceMatrix* W : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down})
+        act = std::max(act, cuda::gemv_scratch_bytes(*W, cuda::kGemvMaxTokens));
+    }
+    ctx_.act_q.reserve(act);
+    const char* g = std::getenv("KVSIEVE_CUDA_GRAPHS");
+    use_graph_ = g == nullptr || std::string(g) != "0";
+  }
+
+  ~CudaRunner() override {
+    if (graph_exec_ != nullptr) cudaGraphExecDestroy(graph_exec_);
+    if (graph_ != nullptr) cudaGraphDestroy(graph_);
   }
 
   void forward(std::span<const int32_t> tokens, int64_t n_past, int64_t n_logits,
@@ -53,82 +71,26 @@ class CudaRunner final : public DeviceRunner {
     KVS_CHECK(T > 0 && T <= n_batch_ && n_logits >= 0 && n_logits <= T);
     KVS_CHECK(n_past + T <= n_ctx_, "CUDA runner: context overflow");
     const cudaStream_t s = ctx_.stream();
-    const int64_t E = c_.n_embd;
+    const int64_t V = c_.n_vocab;
     std::vector<int32_t> pos(static_cast<size_t>(T));
     std::iota(pos.begin(), pos.end(), static_cast<int32_t>(n_past));
     KVS_CUDA(cudaMemcpyAsync(ids_.get(), tokens.data(), T * 4, cudaMemcpyHostToDevice, s));
     KVS_CUDA(cudaMemcpyAsync(pos_.get(), pos.data(), T * 4, cudaMemcpyHostToDevice, s));
-    float* x = x_.as<float>();
-    float* h = h_.as<float>();
-    float* q = q_.as<float>();
-    float* k = k_.as<float>();
-    float* v = v_.as<float>();
-    float* att = att_.as<float>();
-    float* gate = gate_.as<float>();
-    float* up = up_.as<float>();
-    const int32_t* dpos = pos_.as<int32_t>();
-
-    cuda::get_rows(dm_.token_embd(), ids_.as<int32_t>(), T, x, s);
-    if (c_.embed_scale) cuda::scale_inplace(x, std::sqrt(static_cast<float>(E)), T * E, s);
-    for (int il = 0; il < c_.n_layer; ++il) {
-      const CudaLayer& L = dm_.layer(il);
-      cuda::rms_norm(x, L.attn_norm, h, T, E, c_.norm_eps, s);
-      cuda::matmul(h, T, L.wq, L.bq, q, ctx_);
-      cuda::matmul(h, T, L.wk, L.bk, k, ctx_);
-      cuda::matmul(h, T, L.wv, L.bv, v, ctx_);
-      if (c_.qk_norm) {
-        cuda::rms_norm(q, L.q_norm, q, T * c_.n_head, c_.head_dim_k, c_.norm_eps, s);
-        cuda::rms_norm(k, L.k_norm, k, T * c_.n_head_kv, c_.head_dim_k, c_.norm_eps, s);
-      }
-      if (c_.q_scale != 1.0f) cuda::scale_inplace(q, c_.q_scale, T * q_dim_, s);
-      cuda::rope(q, T, c_.n_head, c_.head_dim_k, dpos, rope_[il], s);
-      cuda::rope(k, T, c_.n_head_kv, c_.head_dim_k, dpos, rope_[il], s);
-      float* ck = cache_k_[il].as<float>();
-      float* cv = cache_v_[il].as<float>();
-      cuda::store_kv(k, v, T, c_.n_head_kv, c_.head_dim_k, c_.head_dim_v, n_past, cap_[il], ck, cv,
-                     s);
-      cuda::AttentionArgs a;
-      a.q = q;
-      a.q_pos = dpos;
-      a.k = ck;
-      a.v = cv;
-      a.out = att;
-      a.T = T;
-      a.n_keys = n_past + T;
-      a.cap = cap_[il];
-      a.n_head = c_.n_head;
-      a.n_head_kv = c_.n_head_kv;
-      a.head_dim_k = c_.head_dim_k;
-      a.head_dim_v = c_.head_dim_v;
-      a.scale = c_.kq_scale;
-      a.window = c_.is_swa(il) ? c_.sliding_window : 0;
-      a.softcap = c_.attn_softcap;
-      cuda::attention(a, s);
-      cuda::matmul(att, T, L.wo, nullptr, h, ctx_);
-      if (c_.post_norms) cuda::rms_norm(h, L.post_attn_norm, h, T, E, c_.norm_eps, s);
-      cuda::add_inplace(x, h, T * E, s);
-
-      cuda::rms_norm(x, L.ffn_norm, h, T, E, c_.norm_eps, s);
-      cuda::matmul(h, T, L.gate, nullptr, gate, ctx_);
-      cuda::matmul(h, T, L.up, nullptr, up, ctx_);
-      if (c_.activation == Activation::GeluTanh)
-        cuda::gelu_tanh_mul(gate, up, gate, T * c_.n_ff, s);
-      else
-        cuda::silu_mul(gate, up, gate, T * c_.n_ff, s);
-      cuda::matmul(gate, T, L.down, nullptr, h, ctx_);
-      if (c_.post_norms) cuda::rms_norm(h, L.post_ffw_norm, h, T, E, c_.norm_eps, s);
-      cuda::add_inplace(x, h, T * E, s);
+    float* out = nullptr;
+    if (T == 1 && n_logits == 1 && use_graph_) {
+      // A decode step: every kernel reads the token and position from ids_/pos_, so one
+      // captured graph serves every step (small models are launch-bound without it).
+      if (graph_exec_ == nullptr) capture_decode_graph();
+      KVS_CUDA(cudaGraphLaunch(graph_exec_, s));
+      out = decode_logits_.as<float>();
+    } else {
+      if (n_logits > 0) logits_.reserve(static_cast<size_t>(n_logits * V) * 4);
+      enqueue(T, n_logits, logits_.as<float>());
+      out = logits_.as<float>();
     }
-    if (n_logits > 0) {
-      const int64_t V = c_.n_vocab;
-      logits_.reserve(static_cast<size_t>(n_logits * V) * 4);  // [n_logits, n_vocab]
-      cuda::rms_norm(x + (T - n_logits) * E, dm_.output_norm(), h, n_logits, E, c_.norm_eps, s);
-      cuda::matmul(h, n_logits, dm_.output(), nullptr, logits_.as<float>(), ctx_);
-      if (c_.final_softcap > 0.0f)
-        cuda::softcap_inplace(logits_.as<float>(), c_.final_softcap, n_logits * V, s);
-      KVS_CUDA(cudaMemcpyAsync(logits, logits_.get(), static_cast<size_t>(n_logits * V) * 4,
+    if (n_logits > 0)
+      KVS_CUDA(cudaMemcpyAsync(logits, out, static_cast<size_t>(n_logits * V) * 4,
                                cudaMemcpyDeviceToHost, s));
-    }
     ctx_.synchronize();  // also surfaces any kernel's execution error here
   }
 
@@ -148,12 +110,110 @@ class CudaRunner final : public DeviceRunner {
   }
 
  private:
+  // The forward pass of T tokens whose ids and positions are in ids_ / pos_, logits of the
+  // last n_logits into `logits` [n_logits, n_vocab]; kernels only, no host synchronization.
+  void enqueue(int64_t T, int64_t n_logits, float* logits) {
+    const cudaStream_t s = ctx_.stream();
+    const int64_t E = c_.n_embd;
+    float* x = x_.as<float>();
+    float* h = h_.as<float>();
+    float* q = q_.as<float>();
+    float* k = k_.as<float>();
+    float* v = v_.as<float>();
+    float* att = att_.as<float>();
+    float* gate = gate_.as<float>();
+    float* up = up_.as<float>();
+    const int32_t* dpos = pos_.as<int32_t>();
+
+    cuda::get_rows(dm_.token_embd(), ids_.as<int32_t>(), T, x, s);
+    if (c_.embed_scale) cuda::scale_inplace(x, std::sqrt(static_cast<float>(E)), T * E, s);
+    // The FFN's residual add is fused into the next norm (add_rms_norm): h holds the block
+    // output that x has not taken yet.
+    bool pending = false;
+    for (int il = 0; il < c_.n_layer; ++il) {
+      const CudaLayer& L = dm_.layer(il);
+      if (pending)
+        cuda::add_rms_norm(x, h, L.attn_norm, h, T, E, c_.norm_eps, s);
+      else
+        cuda::rms_norm(x, L.attn_norm, h, T, E, c_.norm_eps, s);
+      cuda::matmul_shared_input(h, T, {{&L.wq, L.bq, q}, {&L.wk, L.bk, k}, {&L.wv, L.bv, v}}, ctx_);
+      if (c_.qk_norm) {
+        cuda::rms_norm(q, L.q_norm, q, T * c_.n_head, c_.head_dim_k, c_.norm_eps, s);
+        cuda::rms_norm(k, L.k_norm, k, T * c_.n_head_kv, c_.head_dim_k, c_.norm_eps, s);
+      }
+      if (c_.q_scale != 1.0f) cuda::scale_inplace(q, c_.q_scale, T * q_dim_, s);
+      cuda::rope(q, T, c_.n_head, c_.head_dim_k, dpos, rope_[il], s);
+      cuda::rope(k, T, c_.n_head_kv, c_.head_dim_k, dpos, rope_[il], s);
+      float* ck = cache_k_[il].as<float>();
+      float* cv = cache_v_[il].as<float>();
+      cuda::store_kv(k, v, T, c_.n_head_kv, c_.head_dim_k, c_.head_dim_v, dpos, cap_[il], ck, cv,
+                     s);
+      cuda::AttentionArgs a;
+      a.q = q;
+      a.q_pos = dpos;
+      a.k = ck;
+      a.v = cv;
+      a.out = att;
+      a.T = T;
+      // Causality bounds every query by its own position (all stored above), so the key count
+      // need not change from step to step: a captured graph stays valid.
+      a.n_keys = n_ctx_;
+      a.cap = cap_[il];
+      a.n_head = c_.n_head;
+      a.n_head_kv = c_.n_head_kv;
+      a.head_dim_k = c_.head_dim_k;
+      a.head_dim_v = c_.head_dim_v;
+      a.scale = c_.kq_scale;
+      a.window = c_.is_swa(il) ? c_.sliding_window : 0;
+      a.softcap = c_.attn_softcap;
+      cuda::attention(a, s);
+      cuda::matmul(att, T, L.wo, nullptr, h, ctx_);
+      if (c_.post_norms) cuda::rms_norm(h, L.post_attn_norm, h, T, E, c_.norm_eps, s);
+      cuda::add_rms_norm(x, h, L.ffn_norm, h, T, E, c_.norm_eps, s);
+      cuda::matmul_shared_input(h, T, {{&L.gate, nullptr, gate}, {&L.up, nullptr, up}}, ctx_);
+      if (c_.activation == Activation::GeluTanh)
+        cuda::gelu_tanh_mul(gate, up, gate, T * c_.n_ff, s);
+      else
+        cuda::silu_mul(gate, up, gate, T * c_.n_ff, s);
+      cuda::matmul(gate, T, L.down, nullptr, h, ctx_);
+      if (c_.post_norms) cuda::rms_norm(h, L.post_ffw_norm, h, T, E, c_.norm_eps, s);
+      pending = true;
+    }
+    if (n_logits == 0) return;  // the residual stream is not needed further
+    // Only the rows that produce logits take the last residual add.
+    const int64_t r0 = T - n_logits;
+    cuda::add_rms_norm(x + r0 * E, h + r0 * E, dm_.output_norm(), h + r0 * E, n_logits, E,
+                       c_.norm_eps, s);
+    cuda::matmul(h + r0 * E, n_logits, dm_.output(), nullptr, logits, ctx_);
+    if (c_.final_softcap > 0.0f)
+      cuda::softcap_inplace(logits, c_.final_softcap, n_logits * c_.n_vocab, s);
+  }
+
+  void capture_decode_graph() {
+    const cudaStream_t s = ctx_.stream();
+    KVS_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    try {
+      enqueue(1, 1, decode_logits_.as<float>());
+    } catch (...) {
+      cudaGraph_t g = nullptr;
+      cudaStreamEndCapture(s, &g);
+      if (g != nullptr) cudaGraphDestroy(g);
+      throw;
+    }
+    KVS_CUDA(cudaStreamEndCapture(s, &graph_));
+    KVS_CUDA(cudaGraphInstantiate(&graph_exec_, graph_, 0));
+  }
+
   const CudaModel& dm_;
   const ModelConfig& c_;
   int64_t n_ctx_, n_batch_;
   int64_t q_dim_ = 0, k_dim_ = 0, v_dim_ = 0, o_dim_ = 0;
   cuda::CudaContext ctx_;
   cuda::DeviceBuffer x_, h_, q_, k_, v_, att_, gate_, up_, ids_, pos_, logits_;
+  cuda::DeviceBuffer decode_logits_;  // [n_vocab] the decode graph's output
+  bool use_graph_ = true;
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t graph_exec_ = nullptr;
   std::vector<int64_t> cap_;                           // [n_layer] slots per KV head
   std::vector<cuda::DeviceBuffer> cache_k_, cache_v_;  // [n_layer]
   std::map<int, cuda::RopeTable> rope_;

@@ -29,6 +29,7 @@ class CudaContext {
 
   DeviceBuffer gemm_w;  // [N][K] bf16 dequantized weight of the current prefill GEMM
   DeviceBuffer gemm_x;  // [T][K] bf16 activations of the current prefill GEMM
+  DeviceBuffer act_q;   // [T][activation row bytes] the decode GEMV's quantized activations
 
  private:
   cudaStream_t stream_ = nullptr;

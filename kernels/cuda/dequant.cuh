@@ -9,13 +9,11 @@
 #include <cstdint>
 
 #include "kernels/core/dtype.h"
+#include "kernels/cuda/block_dot.h"
 
 namespace kvs::cuda {
 
-namespace blk {
-inline constexpr int kQ4_0 = 18, kQ4_1 = 20, kQ5_0 = 22, kQ5_1 = 24, kQ8_0 = 34;
-inline constexpr int kQ2_K = 84, kQ3_K = 110, kQ4_K = 144, kQ5_K = 176, kQ6_K = 210;
-}  // namespace blk
+namespace blk = bd;
 
 __device__ __forceinline__ float ld_f16(const uint8_t* p) {
   const unsigned short bits = static_cast<unsigned short>(p[0] | (p[1] << 8));
@@ -27,16 +25,7 @@ __device__ __forceinline__ float ld_bf16(const uint8_t* p) {
   return __uint_as_float(bits << 16);
 }
 
-// ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j of a Q4_K/Q5_K block.
-__device__ __forceinline__ void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
-    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
+using bd::scale_min_k4;
 
 __device__ __forceinline__ float dequant_elem(DType t, const uint8_t* row, int64_t e) {
   switch (t) {

@@ -33,6 +33,32 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_
     yr[i] = xr[i] * scale * (w != nullptr ? w[i] : 1.0f);
 }
 
+// x += h, then y = rms_norm(x) * w: the same float operations as add_inplace followed by
+// rms_norm, in one pass. y may alias h (each thread reads its h elements before writing y).
+__global__ void add_rms_norm_kernel(float* x, const float* h, const float* w, float* y, int64_t n,
+                                    float eps) {
+  const int64_t r = blockIdx.x;
+  float* xr = x + r * n;
+  const float* hr = h + r * n;
+  float* yr = y + r * n;
+  double ss = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const float v = xr[i] + hr[i];
+    xr[i] = v;
+    ss += static_cast<double>(v * v);
+  }
+  __shared__ double part[kThreads];
+  part[threadIdx.x] = ss;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    if (static_cast<int>(threadIdx.x) < stride) part[threadIdx.x] += part[threadIdx.x + stride];
+    __syncthreads();
+  }
+  const float scale = 1.0f / sqrtf(static_cast<float>(part[0] / static_cast<double>(n)) + eps);
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+    yr[i] = xr[i] * scale * (w != nullptr ? w[i] : 1.0f);
+}
+
 // One thread per (token, head, pair).
 __global__ void rope_kernel(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos,
                             RopeTable tab) {
@@ -83,7 +109,7 @@ __global__ void softcap_kernel(float* x, float cap, int64_t n) {
 
 // One thread per (token, head, dim) of k and of v.
 __global__ void store_kv_kernel(const float* k, const float* v, int64_t T, int n_kv, int hd_k,
-                                int hd_v, int64_t first, int64_t cap, float* ck, float* cv) {
+                                int hd_v, const int32_t* pos, int64_t cap, float* ck, float* cv) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t nk = T * n_kv * hd_k;
   if (idx < nk) {
@@ -91,7 +117,7 @@ __global__ void store_kv_kernel(const float* k, const float* v, int64_t T, int n
     const int64_t th = idx / hd_k;
     const int h = static_cast<int>(th % n_kv);
     const int64_t t = th / n_kv;
-    ck[(h * cap + (first + t) % cap) * hd_k + d] = k[idx];
+    ck[(h * cap + pos[t] % cap) * hd_k + d] = k[idx];
     return;
   }
   const int64_t jdx = idx - nk;
@@ -100,7 +126,7 @@ __global__ void store_kv_kernel(const float* k, const float* v, int64_t T, int n
   const int64_t th = jdx / hd_v;
   const int h = static_cast<int>(th % n_kv);
   const int64_t t = th / n_kv;
-  cv[(h * cap + (first + t) % cap) * hd_v + d] = v[jdx];
+  cv[(h * cap + pos[t] % cap) * hd_v + d] = v[jdx];
 }
 
 }  // namespace
@@ -109,6 +135,13 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n,
               cudaStream_t s) {
   if (rows == 0) return;
   rms_norm_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, s>>>(x, w, y, n, eps);
+  KVS_CUDA_LAUNCHED();
+}
+
+void add_rms_norm(float* x, const float* h, const float* w, float* y, int64_t rows, int64_t n,
+                  float eps, cudaStream_t s) {
+  if (rows == 0) return;
+  add_rms_norm_kernel<<<static_cast<unsigned int>(rows), kThreads, 0, s>>>(x, h, w, y, n, eps);
   KVS_CUDA_LAUNCHED();
 }
 
@@ -165,11 +198,11 @@ void softcap_inplace(float* x, float cap, int64_t n, cudaStream_t s) {
 }
 
 void store_kv(const float* k, const float* v, int64_t T, int n_kv, int hd_k, int hd_v,
-              int64_t first, int64_t cap, float* cache_k, float* cache_v, cudaStream_t s) {
-  KVS_CHECK(first >= 0 && T <= cap, "store_kv: more tokens than cache slots");
+              const int32_t* pos, int64_t cap, float* cache_k, float* cache_v, cudaStream_t s) {
+  KVS_CHECK(T <= cap, "store_kv: more tokens than cache slots");
   const int64_t n = T * n_kv * (hd_k + hd_v);
   if (n == 0) return;
-  store_kv_kernel<<<blocks_for(n), kThreads, 0, s>>>(k, v, T, n_kv, hd_k, hd_v, first, cap, cache_k,
+  store_kv_kernel<<<blocks_for(n), kThreads, 0, s>>>(k, v, T, n_kv, hd_k, hd_v, pos, cap, cache_k,
                                                      cache_v);
   KVS_CUDA_LAUNCHED();
 }

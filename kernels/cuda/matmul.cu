@@ -1,9 +1,13 @@
 // Matmul on GGUF blocks: a warp per output row reading the blocks directly (decode, up to
 // kGemvMaxTokens tokens), or W dequantized to bf16 and a cuBLAS GEMM with f32 accumulation
-// (prefill). get_rows dequantizes embedding rows.
+// (prefill). The decode path dots the integer quants with activations quantized as the CPU
+// quantizes them (block_dot.h) for the types that have unit dots, and dequantizes the others
+// (f32/f16/bf16 weights with activations rounded to the weight type, as on the CPU; Q2_K and
+// Q3_K). get_rows dequantizes embedding rows.
 #include <cuda_bf16.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/core/quant_blocks.h"
 #include "kernels/cuda/dequant.cuh"
@@ -30,6 +34,17 @@ constexpr int kWarp = 32;
 constexpr int kWarpsPerBlock = 4;
 constexpr int kThreads = 256;
 
+unsigned int blocks_for(int64_t n, int threads) {
+  return static_cast<unsigned int>((n + threads - 1) / threads);
+}
+
+// x rounded to the weight's type, as the CPU's vec_dot_type does for f16 and bf16 weights.
+__device__ __forceinline__ float act_value(DType t, float v) {
+  if (t == DType::F16) return __half2float(__float2half_rn(v));
+  if (t == DType::BF16) return __bfloat162float(__float2bfloat16_rn(v));
+  return v;
+}
+
 // One warp per output row n; lanes stride over the row's elements, each token's partial sum
 // in a register, then a butterfly reduction.
 __global__ void gemv_kernel(const float* x, int T, const uint8_t* W, DType t, int64_t K, int64_t N,
@@ -43,7 +58,7 @@ __global__ void gemv_kernel(const float* x, int T, const uint8_t* W, DType t, in
     const float w = dequant_elem(t, row, e);
 #pragma unroll
     for (int tt = 0; tt < kGemvMaxTokens; ++tt)
-      if (tt < T) acc[tt] += w * x[tt * K + e];
+      if (tt < T) acc[tt] += w * act_value(t, x[tt * K + e]);
   }
 #pragma unroll
   for (int tt = 0; tt < kGemvMaxTokens; ++tt) {
@@ -51,6 +66,78 @@ __global__ void gemv_kernel(const float* x, int T, const uint8_t* W, DType t, in
     float v = acc[tt];
     for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
     if (lane == 0) y[tt * N + n] = v + (bias != nullptr ? bias[n] : 0.0f);
+  }
+}
+
+// One thread per activation block (32 or 256 elements) of one token: x [T][K] ->
+// out [T][K / elems][bytes], the CPU's quantize_activation layout.
+__global__ void quantize_act_kernel(const float* x, int64_t T, int64_t K, int elems, int bytes,
+                                    uint8_t* out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t nb = K / elems;
+  if (i >= T * nb) return;
+  const float* xb = x + (i / nb) * K + (i % nb) * elems;
+  uint8_t* o = out + i * bytes;
+  if (elems == 256)
+    bd::quantize_block_q8_K(xb, o);
+  else
+    bd::quantize_block32(xb, o, bytes == bd::kA8_1);
+}
+
+// One warp per output row n; lane l takes units l, l + 32, ... of the row (a unit is 32
+// elements), dotted with each token's quantized activation row; then a butterfly reduction.
+template <DType kT>
+__global__ void gemv_units_kernel(const uint8_t* act, size_t act_row, int T, const uint8_t* W,
+                                  int units, int64_t N, size_t row_bytes, const float* bias,
+                                  float* y) {
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  const int lane = static_cast<int>(threadIdx.x % kWarp);
+  if (n >= N) return;
+  const uint8_t* row = W + static_cast<size_t>(n) * row_bytes;
+  float acc[kGemvMaxTokens] = {};
+  for (int u = lane; u < units; u += kWarp) {
+#pragma unroll
+    for (int tt = 0; tt < kGemvMaxTokens; ++tt)
+      if (tt < T) acc[tt] += bd::unit_dot<kT>(row, act + tt * act_row, u);
+  }
+#pragma unroll
+  for (int tt = 0; tt < kGemvMaxTokens; ++tt) {
+    if (tt >= T) break;
+    float v = acc[tt];
+    for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    if (lane == 0) y[tt * N + n] = v + (bias != nullptr ? bias[n] : 0.0f);
+  }
+}
+
+template <DType kT>
+void launch_gemv_units(const uint8_t* act, size_t act_row, int T, const DeviceMatrix& W,
+                       const float* bias, float* y, cudaStream_t s) {
+  gemv_units_kernel<kT><<<blocks_for(W.rows, kWarpsPerBlock), kWarpsPerBlock * kWarp, 0, s>>>(
+      act, act_row, T, static_cast<const uint8_t*>(W.data), static_cast<int>(W.cols / 32), W.rows,
+      row_bytes(W.dtype, W.cols), bias, y);
+}
+
+void gemv_units(const uint8_t* act, size_t act_row, int T, const DeviceMatrix& W, const float* bias,
+                float* y, cudaStream_t s) {
+  switch (W.dtype) {
+    case DType::Q4_0:
+      return launch_gemv_units<DType::Q4_0>(act, act_row, T, W, bias, y, s);
+    case DType::Q4_1:
+      return launch_gemv_units<DType::Q4_1>(act, act_row, T, W, bias, y, s);
+    case DType::Q5_0:
+      return launch_gemv_units<DType::Q5_0>(act, act_row, T, W, bias, y, s);
+    case DType::Q5_1:
+      return launch_gemv_units<DType::Q5_1>(act, act_row, T, W, bias, y, s);
+    case DType::Q8_0:
+      return launch_gemv_units<DType::Q8_0>(act, act_row, T, W, bias, y, s);
+    case DType::Q4_K:
+      return launch_gemv_units<DType::Q4_K>(act, act_row, T, W, bias, y, s);
+    case DType::Q5_K:
+      return launch_gemv_units<DType::Q5_K>(act, act_row, T, W, bias, y, s);
+    case DType::Q6_K:
+      return launch_gemv_units<DType::Q6_K>(act, act_row, T, W, bias, y, s);
+    default:
+      KVS_CHECK(false, "gemv_units: no unit dot for this type");
   }
 }
 
@@ -80,10 +167,6 @@ __global__ void get_rows_kernel(const uint8_t* E, DType t, int64_t D, size_t row
   out[i] = dequant_elem(t, E + static_cast<size_t>(ids[r]) * row_bytes, e);
 }
 
-unsigned int blocks_for(int64_t n, int threads) {
-  return static_cast<unsigned int>((n + threads - 1) / threads);
-}
-
 }  // namespace
 
 // dequant.cuh covers every type a weight may be stored in.
@@ -101,6 +184,60 @@ void dequantize_bf16(const DeviceMatrix& W, uint16_t* out, cudaStream_t s) {
   KVS_CUDA_LAUNCHED();
 }
 
+size_t gemv_scratch_bytes(const DeviceMatrix& W, int64_t T) {
+  if (!bd::has_unit_dot(W.dtype)) return 0;
+  int elems, bytes;
+  bd::activation_block(W.dtype, elems, bytes);
+  return static_cast<size_t>(T) * static_cast<size_t>(W.cols / elems) * bytes;
+}
+
+namespace {
+
+// x quantized into ctx.act_q in W's activation format, unless `have` says it already is.
+// Returns the bytes of one token's row.
+size_t quantize_for(const float* x, int64_t T, const DeviceMatrix& W, CudaContext& ctx,
+                    int* have_elems, int* have_bytes) {
+  int elems, bytes;
+  bd::activation_block(W.dtype, elems, bytes);
+  KVS_CHECK(W.cols % elems == 0, "matmul: K not a multiple of the activation block");
+  KVS_CHECK(reinterpret_cast<uintptr_t>(W.data) % 2 == 0, "matmul: weight rows not 2-aligned");
+  const size_t act_row = static_cast<size_t>(W.cols / elems) * bytes;
+  if (have_elems != nullptr && *have_elems == elems && *have_bytes == bytes) return act_row;
+  ctx.act_q.reserve(static_cast<size_t>(T) * act_row);
+  quantize_act_kernel<<<blocks_for(T * (W.cols / elems), 64), 64, 0, ctx.stream()>>>(
+      x, T, W.cols, elems, bytes, ctx.act_q.as<uint8_t>());
+  KVS_CUDA_LAUNCHED();
+  if (have_elems != nullptr) *have_elems = elems, *have_bytes = bytes;
+  return act_row;
+}
+
+void gemv_quantized(int64_t T, size_t act_row, const DeviceMatrix& W, const float* bias, float* y,
+                    CudaContext& ctx) {
+  const uint8_t* act = ctx.act_q.as<uint8_t>();
+  for (int64_t t0 = 0; t0 < T; t0 += kGemvMaxTokens) {
+    const int tt = static_cast<int>(std::min<int64_t>(kGemvMaxTokens, T - t0));
+    gemv_units(act + t0 * act_row, act_row, tt, W, bias, y + t0 * W.rows, ctx.stream());
+    KVS_CUDA_LAUNCHED();
+  }
+}
+
+}  // namespace
+
+void matmul_shared_input(const float* x, int64_t T, std::initializer_list<MatmulOut> outs,
+                         CudaContext& ctx) {
+  int elems = 0, bytes = 0;  // the format ctx.act_q holds x in
+  for (const MatmulOut& o : outs) {
+    const DeviceMatrix& W = *o.W;
+    if (T > kGemvMaxTokens || !bd::has_unit_dot(W.dtype) || T == 0) {
+      matmul(x, T, W, o.bias, o.y, ctx);
+      continue;
+    }
+    KVS_CHECK(W.cols > 0 && W.rows > 0);
+    const size_t act_row = quantize_for(x, T, W, ctx, &elems, &bytes);
+    gemv_quantized(T, act_row, W, o.bias, o.y, ctx);
+  }
+}
+
 void matmul(const float* x, int64_t T, const DeviceMatrix& W, const float* bias, float* y,
             CudaContext& ctx, GemmPath path) {
   KVS_CHECK(supports_dtype(W.dtype), "matmul: unsupported dtype");
@@ -108,6 +245,10 @@ void matmul(const float* x, int64_t T, const DeviceMatrix& W, const float* bias,
   if (T == 0) return;
   const cudaStream_t s = ctx.stream();
   const bool gemv = path == GemmPath::Gemv || (path == GemmPath::Auto && T <= kGemvMaxTokens);
+  if (gemv && bd::has_unit_dot(W.dtype)) {
+    gemv_quantized(T, quantize_for(x, T, W, ctx, nullptr, nullptr), W, bias, y, ctx);
+    return;
+  }
   if (gemv) {
     // Tokens beyond what one launch holds in registers go in further launches.
     for (int64_t t0 = 0; t0 < T; t0 += kGemvMaxTokens) {

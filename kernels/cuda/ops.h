@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "kernels/core/dtype.h"
 #include "kernels/cpu/ops.h"
@@ -24,7 +25,8 @@ struct DeviceMatrix {
 bool supports_dtype(DType t);
 
 // Above this many tokens matmul dequantizes W to bf16 and calls cuBLAS; at or below it reads
-// the blocks directly (one warp per output row, the decode path).
+// the blocks directly (one warp per output row, the decode path): Q4_0..Q8_0 and Q4_K..Q6_K
+// with activations quantized as the CPU does (block_dot.h), the other types dequantized.
 inline constexpr int64_t kGemvMaxTokens = 8;
 
 enum class GemmPath { Auto, Gemv, Gemm };
@@ -32,6 +34,20 @@ enum class GemmPath { Auto, Gemv, Gemm };
 // y[t, n] = sum_k x[t, k] W[n, k] (+ bias[n]). x: [T, K], bias: [N] or null, y: [T, N].
 void matmul(const float* x, int64_t T, const DeviceMatrix& W, const float* bias, float* y,
             CudaContext& ctx, GemmPath path = GemmPath::Auto);
+
+// Several matrices on one input (q/k/v, gate/up): y_i = x W_i^T (+ bias_i). The decode path
+// quantizes x once for consecutive matrices that read the same activation format.
+struct MatmulOut {
+  const DeviceMatrix* W = nullptr;
+  const float* bias = nullptr;  // [N] or null
+  float* y = nullptr;           // [T, N]
+};
+void matmul_shared_input(const float* x, int64_t T, std::initializer_list<MatmulOut> outs,
+                         CudaContext& ctx);
+
+// Bytes of ctx.act_q the decode path needs for T tokens of W (0 for dequantized types), so
+// that a runner can reserve it before capturing a graph.
+size_t gemv_scratch_bytes(const DeviceMatrix& W, int64_t T);
 
 // out[i, :] = E[ids[i], :] dequantized. ids: [n] device, E: D = cols, out: [n, D].
 void get_rows(const DeviceMatrix& E, const int32_t* ids, int64_t n, float* out, cudaStream_t s);
@@ -41,6 +57,10 @@ void dequantize_bf16(const DeviceMatrix& W, uint16_t* out, cudaStream_t s);
 
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps,
               cudaStream_t s);
+// The residual add and the next norm in one kernel: x += h, y = rms_norm(x) * w (bit-identical
+// to add_inplace then rms_norm). x, h, y: [rows, n]; y may alias h.
+void add_rms_norm(float* x, const float* h, const float* w, float* y, int64_t rows, int64_t n,
+                  float eps, cudaStream_t s);
 
 // Per-pair frequencies, computed on the host exactly as ops::rope does.
 struct RopeTable {
@@ -78,9 +98,10 @@ struct AttentionArgs {
 inline constexpr int kMaxAttentionHeadDim = 512;
 void attention(const AttentionArgs& a, cudaStream_t s);
 
-// Copies this batch's k/v rows (positions first .. first + T - 1) into slots position % cap.
+// Copies this batch's k/v rows into slots pos[t] % cap (pos: [T] device, read on the device
+// so that a captured decode graph serves every step).
 // k: [T][n_kv][hd_k] -> cache [n_kv][cap][hd_k] (the same for v with hd_v).
 void store_kv(const float* k, const float* v, int64_t T, int n_kv, int hd_k, int hd_v,
-              int64_t first, int64_t cap, float* cache_k, float* cache_v, cudaStream_t s);
+              const int32_t* pos, int64_t cap, float* cache_k, float* cache_v, cudaStream_t s);
 
 }  // namespace kvs::cuda

@@ -2,6 +2,7 @@
 // tokens, and prefill/decode logits close, on stories260K, SmolLM2-135M and Gemma 3 270M.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "cuda_test_support.h"
 #include "engine/engine.h"
@@ -88,6 +89,38 @@ TEST_P(CudaModelTest, PrefillAndDecodeLogitsCloseToCpu) {
     if (!cpu->config().is_swa(il)) {
       EXPECT_EQ(b.kv_tokens_in_layer(il), a.kv_tokens_in_layer(il));
     }
+}
+
+// Decode steps replayed from the captured CUDA graph give the eager launches' logits, bit for
+// bit (the same kernels with the same arguments); KVSIEVE_CUDA_GRAPHS=0 turns the graph off.
+TEST_P(CudaModelTest, DecodeGraphEqualsEagerLaunches) {
+  KVS_REQUIRE_CUDA();
+  KVS_REQUIRE_FILE(GetParam());
+  const auto gpu = load(GetParam(), "cuda");
+  const auto toks = gpu->tokenizer().encode("Once upon a time there was a tiny robot", true, false);
+  auto run = [&](bool graphs) {
+    if (graphs)
+      unsetenv("KVSIEVE_CUDA_GRAPHS");
+    else
+      setenv("KVSIEVE_CUDA_GRAPHS", "0", 1);
+    SessionOptions so;
+    so.device = "cuda";
+    so.n_ctx = 256;
+    Session s(*gpu, so);
+    std::vector<std::vector<float>> steps;
+    steps.push_back(s.eval(toks, 1));
+    int32_t next = 0;
+    for (int i = 0; i < 16; ++i) {
+      const std::vector<float>& l = steps.back();
+      next = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+      steps.push_back(s.eval(std::span<const int32_t>(&next, 1), 1));
+    }
+    return steps;
+  };
+  const auto eager = run(false);
+  const auto graph = run(true);
+  ASSERT_EQ(graph.size(), eager.size());
+  for (size_t i = 0; i < graph.size(); ++i) EXPECT_EQ(graph[i], eager[i]) << "step " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, CudaModelTest,

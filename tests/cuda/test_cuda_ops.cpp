@@ -95,8 +95,11 @@ TEST(CudaOps, GetRowsEqualsDequantizeRowOnEveryType) {
   }
 }
 
-// GEMV (blocks read directly, f32): within 1e-5 of the exact float matmul; GEMM (bf16
-// operands, f32 accumulation): within 2e-2 of it, relative to the largest output.
+// GEMV: within 1e-5 of the CPU's quantized-activation matmul (the same integer sums for the
+// types with unit dots, activations rounded to f16/bf16 for those weights; only the float
+// order differs), and of the exact float matmul for f32, Q2_K and Q3_K weights (dequantized,
+// f32 activations). GEMM (bf16 operands, f32 accumulation): within 2e-2 of the exact float
+// matmul, relative to the largest output.
 TEST(CudaOps, MatmulMatchesReferenceOnEveryTypeBothPaths) {
   KVS_REQUIRE_CUDA();
   cuda::CudaContext ctx;
@@ -115,18 +118,63 @@ TEST(CudaOps, MatmulMatchesReferenceOnEveryTypeBothPaths) {
     for (int64_t T : {1, 3, 8, 9, 40}) {
       SCOPED_TRACE("T=" + std::to_string(T));
       const std::vector<float> x = randn(static_cast<size_t>(T * K), 3);
-      std::vector<float> want(static_cast<size_t>(T * N));
+      std::vector<float> want(static_cast<size_t>(T * N)), want_q(want.size());
       ops::ref::matmul(x.data(), T, wt, bias.data(), want.data());
+      const bool float_x = t == DType::F32 || t == DType::Q2_K || t == DType::Q3_K;
+      if (float_x)
+        want_q = want;
+      else
+        ops::ref::matmul_quantized(x.data(), T, wt, bias.data(), want_q.data());
       const auto dx = to_device(x);
       cuda::DeviceBuffer dy(want.size() * 4);
       for (cuda::GemmPath path : {cuda::GemmPath::Gemv, cuda::GemmPath::Gemm}) {
         cuda::matmul(dx.as<float>(), T, {dW.get(), t, K, N}, dbias.as<float>(), dy.as<float>(), ctx,
                      path);
         ctx.synchronize();
-        const double tol = path == cuda::GemmPath::Gemv ? 1e-5 : 2e-2;
-        EXPECT_LT(rel_err(to_host<float>(dy, want.size()), want), tol)
-            << (path == cuda::GemmPath::Gemv ? "gemv" : "gemm");
+        const bool gemv = path == cuda::GemmPath::Gemv;
+        EXPECT_LT(rel_err(to_host<float>(dy, want.size()), gemv ? want_q : want),
+                  gemv ? 1e-5 : 2e-2)
+            << (gemv ? "gemv" : "gemm");
       }
+    }
+  }
+}
+
+// matmul_shared_input quantizes x once for matrices of one activation format: the outputs
+// are those of separate matmuls, bit for bit, including mixed formats (Q4_K then Q6_K share
+// Q8_K; Q5_0 needs Q8_0; F16 dequantizes) and the GEMM path above kGemvMaxTokens.
+TEST(CudaOps, SharedInputMatmulEqualsSeparateMatmuls) {
+  KVS_REQUIRE_CUDA();
+  cuda::CudaContext ctx;
+  const int64_t K = 512;
+  const DType types[] = {DType::Q4_K, DType::Q6_K, DType::Q5_0, DType::F16};
+  const int64_t rows[] = {40, 24, 33, 17};
+  std::vector<cuda::DeviceBuffer> dW;
+  std::vector<cuda::DeviceMatrix> M;
+  for (int i = 0; i < 4; ++i) {
+    dW.push_back(to_device(random_matrix(types[i], rows[i], K, 20 + i)));
+  }
+  for (int i = 0; i < 4; ++i) M.push_back({dW[i].get(), types[i], K, rows[i]});
+  const auto bias = to_device(randn(40, 9));
+  for (int64_t T : {1, 5, 12}) {
+    SCOPED_TRACE("T=" + std::to_string(T));
+    const auto dx = to_device(randn(static_cast<size_t>(T * K), 8));
+    std::vector<cuda::DeviceBuffer> sep, shared;
+    for (int i = 0; i < 4; ++i) {
+      sep.emplace_back(static_cast<size_t>(T * rows[i]) * 4);
+      shared.emplace_back(static_cast<size_t>(T * rows[i]) * 4);
+      cuda::matmul(dx.as<float>(), T, M[i], i == 0 ? bias.as<float>() : nullptr, sep[i].as<float>(),
+                   ctx);
+    }
+    cuda::matmul_shared_input(dx.as<float>(), T,
+                              {{&M[0], bias.as<float>(), shared[0].as<float>()},
+                               {&M[1], nullptr, shared[1].as<float>()},
+                               {&M[2], nullptr, shared[2].as<float>()},
+                               {&M[3], nullptr, shared[3].as<float>()}},
+                              ctx);
+    for (int i = 0; i < 4; ++i) {
+      const size_t n = static_cast<size_t>(T * rows[i]);
+      EXPECT_EQ(to_host<float>(shared[i], n), to_host<float>(sep[i], n)) << dtype_name(types[i]);
     }
   }
 }
@@ -142,6 +190,18 @@ TEST(CudaOps, ElementwiseOpsMatchTheCpu) {
   ops::rms_norm(x.data(), w.data(), want.data(), rows, n, 1e-6f);
   cuda::rms_norm(dx.as<float>(), dw.as<float>(), out.as<float>(), rows, n, 1e-6f, nullptr);
   EXPECT_LT(rel_err(to_host<float>(out, x.size()), want), 1e-6) << "rms_norm";
+
+  {
+    // add_rms_norm = add_inplace then rms_norm, bit for bit, with y aliasing h.
+    cuda::DeviceBuffer dres = to_device(x), dh = to_device(y), dres2 = to_device(x);
+    cuda::DeviceBuffer dnorm(x.size() * 4);
+    cuda::add_inplace(dres2.as<float>(), dy.as<float>(), rows * n, nullptr);
+    cuda::rms_norm(dres2.as<float>(), dw.as<float>(), dnorm.as<float>(), rows, n, 1e-6f, nullptr);
+    cuda::add_rms_norm(dres.as<float>(), dh.as<float>(), dw.as<float>(), dh.as<float>(), rows, n,
+                       1e-6f, nullptr);
+    EXPECT_EQ(to_host<float>(dh, x.size()), to_host<float>(dnorm, x.size())) << "add_rms_norm";
+    EXPECT_EQ(to_host<float>(dres, x.size()), to_host<float>(dres2, x.size())) << "residual";
+  }
 
   ops::silu_mul(x.data(), y.data(), want.data(), rows * n);
   cuda::silu_mul(dx.as<float>(), dy.as<float>(), out.as<float>(), rows * n, nullptr);
@@ -247,8 +307,9 @@ TEST(CudaOps, AttentionMatchesTheReferenceBackend) {
           vj[h * c.hd + d] = v[(h * n + j) * c.hd + d];
         }
       const auto dk = to_device(kj), dv = to_device(vj);
-      cuda::store_kv(dk.as<float>(), dv.as<float>(), 1, c.n_kv, c.hd, c.hd, j, c.cap,
-                     ck.as<float>(), cv.as<float>(), nullptr);
+      const auto dpos = to_device(std::vector<int32_t>{static_cast<int32_t>(j)});
+      cuda::store_kv(dk.as<float>(), dv.as<float>(), 1, c.n_kv, c.hd, c.hd, dpos.as<int32_t>(),
+                     c.cap, ck.as<float>(), cv.as<float>(), nullptr);
       KVS_CUDA(cudaDeviceSynchronize());
     }
     const auto dq = to_device(q), dqpos = to_device(qpos);
