@@ -89,7 +89,7 @@ arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | he
 timeout 300 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release -DKVSIEVE_CUDA=ON -DKVSIEVE_WERROR=OFF \
   ${arch:+-DCMAKE_CUDA_ARCHITECTURES=$arch} "${cmake_extra[@]}" \
   >"$W/configure.log" 2>&1 &&
-  timeout 420 cmake --build "$B" -j"$(nproc)" --target kvsieve kvsieve_cuda test_cuda bench_cuda_gemv \
+  timeout "${GPU_BUILD_TIMEOUT:-420}" cmake --build "$B" -j"$(nproc)" --target kvsieve kvsieve_cuda test_cuda bench_cuda_gemv \
     >"$W/build.log" 2>&1
 rc_build=$?
 echo "- build: exit $rc_build ($(elapsed))" >>"$S"

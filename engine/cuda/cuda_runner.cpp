@@ -56,6 +56,15 @@ class CudaRunner final : public DeviceRunner {
         act = std::max(act, cuda::gemv_scratch_bytes(*W, cuda::kGemvMaxTokens));
     }
     ctx_.act_q.reserve(act);
+    // Split-K attention's partial states for up to kGemvMaxTokens decode tokens.
+    cuda::AttentionArgs a;
+    a.T = cuda::kGemvMaxTokens;
+    a.n_head = c_.n_head;
+    a.head_dim_v = c_.head_dim_v;
+    size_t split = 0;
+    for (int il = 0; il < c_.n_layer; ++il)
+      split = std::max(split, cuda::attention_split_scratch_floats(a, max_visible(il)));
+    split_scratch_.resize(split * 4);
     const char* g = std::getenv("KVSIEVE_CUDA_GRAPHS");
     use_graph_ = g == nullptr || std::string(g) != "0";
   }
@@ -166,15 +175,14 @@ class CudaRunner final : public DeviceRunner {
       a.scale = c_.kq_scale;
       a.window = c_.is_swa(il) ? c_.sliding_window : 0;
       a.softcap = c_.attn_softcap;
-      cuda::attention(a, s);
+      if (T <= cuda::kGemvMaxTokens)
+        cuda::attention_split(a, max_visible(il), split_scratch_.as<float>(), s);
+      else
+        cuda::attention(a, s);
       cuda::matmul(att, T, L.wo, nullptr, h, ctx_);
       if (c_.post_norms) cuda::rms_norm(h, L.post_attn_norm, h, T, E, c_.norm_eps, s);
       cuda::add_rms_norm(x, h, L.ffn_norm, h, T, E, c_.norm_eps, s);
-      cuda::matmul_shared_input(h, T, {{&L.gate, nullptr, gate}, {&L.up, nullptr, up}}, ctx_);
-      if (c_.activation == Activation::GeluTanh)
-        cuda::gelu_tanh_mul(gate, up, gate, T * c_.n_ff, s);
-      else
-        cuda::silu_mul(gate, up, gate, T * c_.n_ff, s);
+      cuda::matmul_glu(h, T, L.gate, L.up, c_.activation == Activation::GeluTanh, gate, up, ctx_);
       cuda::matmul(gate, T, L.down, nullptr, h, ctx_);
       if (c_.post_norms) cuda::rms_norm(h, L.post_ffw_norm, h, T, E, c_.norm_eps, s);
       pending = true;
@@ -187,6 +195,11 @@ class CudaRunner final : public DeviceRunner {
     cuda::matmul(h + r0 * E, n_logits, dm_.output(), nullptr, logits, ctx_);
     if (c_.final_softcap > 0.0f)
       cuda::softcap_inplace(logits, c_.final_softcap, n_logits * c_.n_vocab, s);
+  }
+
+  // The most keys a query of layer il sees: the context, or the window on sliding layers.
+  int64_t max_visible(int il) const {
+    return c_.is_swa(il) ? std::min<int64_t>(n_ctx_, c_.sliding_window) : n_ctx_;
   }
 
   void capture_decode_graph() {
@@ -211,6 +224,7 @@ class CudaRunner final : public DeviceRunner {
   cuda::CudaContext ctx_;
   cuda::DeviceBuffer x_, h_, q_, k_, v_, att_, gate_, up_, ids_, pos_, logits_;
   cuda::DeviceBuffer decode_logits_;  // [n_vocab] the decode graph's output
+  cuda::DeviceBuffer split_scratch_;  // split-K attention partials (attention_split_scratch_floats)
   bool use_graph_ = true;
   cudaGraph_t graph_ = nullptr;
   cudaGraphExec_t graph_exec_ = nullptr;

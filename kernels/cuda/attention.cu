@@ -1,7 +1,9 @@
-// Full-cache attention, reference quality: one warp per (query token, query head) walks the
-// visible keys in order with an online softmax (O(1) memory per query). Lane l owns the
-// output dimensions l, l + 32, ... The flash-style kernels over per-head variable-length
-// caches replace it for speed; this one stays as their GPU twin.
+// Full-cache attention. The reference: one warp per (query token, query head) walks the
+// visible keys in order with an online softmax (O(1) memory per query); lane l owns the
+// output dimensions l, l + 32, ... Split-K decode: the same walk over chunks of
+// kAttentionSplitKeys positions in parallel warps, then a merge per query, so a long context
+// is not one warp's serial loop. The reference stays as its twin.
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cuda/ops.h"
@@ -12,17 +14,26 @@ namespace {
 constexpr int kWarp = 32;
 constexpr int kWarpsPerBlock = 4;
 constexpr int kMaxPerLane = kMaxAttentionHeadDim / kWarp;
+constexpr int64_t kSplitKeys = kAttentionSplitKeys;
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
   return v;
 }
 
-__global__ void attention_kernel(AttentionArgs a) {
-  const int64_t w = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
-  const int lane = static_cast<int>(threadIdx.x % kWarp);
-  if (w >= a.T * a.n_head) return;
-  const int64_t t = w / a.n_head;
+// The visible keys [first, last] of query token t (position qp): causal, and within the
+// sliding window when there is one.
+__device__ __forceinline__ void visible_range(const AttentionArgs& a, int32_t qp, int64_t& first,
+                                              int64_t& last) {
+  last = std::min<int64_t>(a.n_keys - 1, qp);
+  first = a.window > 0 ? std::max<int64_t>(0, qp - a.window + 1) : 0;
+}
+
+// Online softmax of query warp w over keys [j0, j1]: m (running max), l (running sum) and
+// acc (lane l owns dims l, l + 32, ...) are this warp's state, folded in key order.
+__device__ __forceinline__ void attend_keys(const AttentionArgs& a, int64_t w, int lane, int64_t j0,
+                                            int64_t j1, float& m, float& l,
+                                            float (&acc)[kMaxPerLane]) {
   const int h = static_cast<int>(w % a.n_head);
   const int g = h / (a.n_head / a.n_head_kv);
   const float* q = a.q + w * a.head_dim_k;
@@ -34,14 +45,9 @@ __global__ void attention_kernel(AttentionArgs a) {
     const int d = lane + i * kWarp;
     qr[i] = d < a.head_dim_k ? q[d] : 0.0f;
   }
-  float acc[kMaxPerLane] = {};
-  float m = -INFINITY, l = 0.0f;
-  const int32_t qp = a.q_pos[t];
   // Position j sits in slot j % cap (sliding-window layers keep a ring of window + batch - 1
-  // slots; elsewhere cap exceeds every position). Causal: j <= qp; window: qp - j < window.
-  const int64_t last = std::min<int64_t>(a.n_keys - 1, qp);
-  const int64_t first = a.window > 0 ? std::max<int64_t>(0, qp - a.window + 1) : 0;
-  for (int64_t j = first; j <= last; ++j) {
+  // slots; elsewhere cap exceeds every position).
+  for (int64_t j = j0; j <= j1; ++j) {
     const int64_t slot = j % a.cap;
     const float* kj = K + slot * a.head_dim_k;
     float part = 0.0f;
@@ -64,6 +70,17 @@ __global__ void attention_kernel(AttentionArgs a) {
     }
     m = m_new;
   }
+}
+
+__global__ void attention_kernel(AttentionArgs a) {
+  const int64_t w = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  const int lane = static_cast<int>(threadIdx.x % kWarp);
+  if (w >= a.T * a.n_head) return;
+  float acc[kMaxPerLane] = {};
+  float m = -INFINITY, l = 0.0f;
+  int64_t first, last;
+  visible_range(a, a.q_pos[w / a.n_head], first, last);
+  attend_keys(a, w, lane, first, last, m, l, acc);
   float* o = a.out + w * a.head_dim_v;
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // nothing visible: zeros, as the CPU does
 #pragma unroll
@@ -73,13 +90,103 @@ __global__ void attention_kernel(AttentionArgs a) {
   }
 }
 
+// Split-K decode: warp (w, split) folds chunk `split` of the query's visible keys (kSplitKeys
+// positions from the first visible one) into a partial state; attention_combine_kernel merges the
+// splits of each query. The grid depends on max_keys only, so a captured graph serves every step.
+__global__ void attention_split_kernel(AttentionArgs a, int n_split, float* part_ml,
+                                       float* part_acc) {
+  const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  const int lane = static_cast<int>(threadIdx.x % kWarp);
+  if (gw >= a.T * a.n_head * n_split) return;
+  const int64_t w = gw / n_split;
+  const int split = static_cast<int>(gw % n_split);
+  float acc[kMaxPerLane] = {};
+  float m = -INFINITY, l = 0.0f;
+  int64_t first, last;
+  visible_range(a, a.q_pos[w / a.n_head], first, last);
+  const int64_t j0 = first + static_cast<int64_t>(split) * kSplitKeys;
+  const int64_t j1 = std::min<int64_t>(last, j0 + kSplitKeys - 1);
+  if (j0 <= j1) attend_keys(a, w, lane, j0, j1, m, l, acc);
+  if (lane == 0) {
+    part_ml[2 * gw] = m;
+    part_ml[2 * gw + 1] = l;
+  }
+  float* pa = part_acc + gw * a.head_dim_v;
+#pragma unroll
+  for (int i = 0; i < kMaxPerLane; ++i) {
+    const int d = lane + i * kWarp;
+    if (d < a.head_dim_v) pa[d] = acc[i];
+  }
+}
+
+// One warp per query: out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), M = max_s m_s.
+__global__ void attention_combine_kernel(AttentionArgs a, int n_split, const float* part_ml,
+                                         const float* part_acc) {
+  const int64_t w = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  const int lane = static_cast<int>(threadIdx.x % kWarp);
+  if (w >= a.T * a.n_head) return;
+  const float* ml = part_ml + 2 * w * n_split;
+  float M = -INFINITY;
+  for (int s = 0; s < n_split; ++s) M = fmaxf(M, ml[2 * s]);
+  float acc[kMaxPerLane] = {};
+  float L = 0.0f;
+  for (int s = 0; s < n_split; ++s) {
+    if (ml[2 * s + 1] == 0.0f) continue;  // no visible key in this split
+    const float f = expf(ml[2 * s] - M);
+    L += ml[2 * s + 1] * f;
+    const float* pa = part_acc + (w * n_split + s) * a.head_dim_v;
+#pragma unroll
+    for (int i = 0; i < kMaxPerLane; ++i) {
+      const int d = lane + i * kWarp;
+      if (d < a.head_dim_v) acc[i] += pa[d] * f;
+    }
+  }
+  float* o = a.out + w * a.head_dim_v;
+  const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+#pragma unroll
+  for (int i = 0; i < kMaxPerLane; ++i) {
+    const int d = lane + i * kWarp;
+    if (d < a.head_dim_v) o[d] = acc[i] * inv;
+  }
+}
+
 }  // namespace
 
-void attention(const AttentionArgs& a, cudaStream_t s) {
+void check_args(const AttentionArgs& a) {
   KVS_CHECK(a.head_dim_k > 0 && a.head_dim_k <= kMaxAttentionHeadDim && a.head_dim_v > 0 &&
                 a.head_dim_v <= kMaxAttentionHeadDim,
             "attention: head dim unsupported on CUDA");
   KVS_CHECK(a.n_head_kv > 0 && a.n_head % a.n_head_kv == 0 && a.cap > 0);
+}
+
+int attention_splits(int64_t max_keys) {
+  return static_cast<int>(std::max<int64_t>(1, (max_keys + kSplitKeys - 1) / kSplitKeys));
+}
+
+size_t attention_split_scratch_floats(const AttentionArgs& a, int64_t max_keys) {
+  return static_cast<size_t>(a.T * a.n_head * attention_splits(max_keys)) * (2 + a.head_dim_v);
+}
+
+void attention_split(const AttentionArgs& a, int64_t max_keys, float* scratch, cudaStream_t s) {
+  check_args(a);
+  const int n_split = attention_splits(max_keys);
+  const int64_t warps = a.T * a.n_head;
+  if (warps == 0) return;
+  float* part_ml = scratch;                         // [T][n_head][n_split][2]
+  float* part_acc = scratch + 2 * warps * n_split;  // [T][n_head][n_split][hd_v]
+  const int64_t split_warps = warps * n_split;
+  attention_split_kernel<<<static_cast<unsigned int>((split_warps + kWarpsPerBlock - 1) /
+                                                     kWarpsPerBlock),
+                           kWarpsPerBlock * kWarp, 0, s>>>(a, n_split, part_ml, part_acc);
+  KVS_CUDA_LAUNCHED();
+  attention_combine_kernel<<<static_cast<unsigned int>((warps + kWarpsPerBlock - 1) /
+                                                       kWarpsPerBlock),
+                             kWarpsPerBlock * kWarp, 0, s>>>(a, n_split, part_ml, part_acc);
+  KVS_CUDA_LAUNCHED();
+}
+
+void attention(const AttentionArgs& a, cudaStream_t s) {
+  check_args(a);
   const int64_t warps = a.T * a.n_head;
   if (warps == 0) return;
   const auto blocks = static_cast<unsigned int>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock);

@@ -34,8 +34,8 @@ inline constexpr int kQ4_0 = 18, kQ4_1 = 20, kQ5_0 = 22, kQ5_1 = 24, kQ8_0 = 34;
 inline constexpr int kQ2_K = 84, kQ3_K = 110, kQ4_K = 144, kQ5_K = 176, kQ6_K = 210;
 inline constexpr int kA8_0 = 34, kA8_1 = 36, kA8_K = 292;  // activation blocks Q8_0/Q8_1/Q8_K
 
-KVS_HD float f16_at(const uint8_t* p) {
-  const auto h = static_cast<uint16_t>(p[0] | (p[1] << 8));
+KVS_HD float f16_at(const uint8_t* p) {  // p: 2-byte aligned (every f16 field here is)
+  const uint16_t h = *reinterpret_cast<const uint16_t*>(p);
 #if defined(__CUDA_ARCH__)
   return __half2float(__ushort_as_half(h));
 #else

@@ -2,6 +2,7 @@
 // the same float formulas as kernels/cpu/ops.cpp.
 #include <cmath>
 
+#include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/ops.h"
 
 namespace kvs::cuda {
@@ -81,15 +82,12 @@ __global__ void rope_kernel(float* x, int64_t T, int n_heads, int head_dim, cons
 
 __global__ void silu_mul_kernel(const float* g, const float* u, float* o, int64_t n) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+  if (i < n) o[i] = silu_times(g[i], u[i]);
 }
 
 __global__ void gelu_tanh_mul_kernel(const float* gate, const float* u, float* o, int64_t n) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
-  const float g = gate[i];
-  o[i] = 0.5f * g * (1.0f + tanhf(kSqrt2OverPi * (g + 0.044715f * g * g * g))) * u[i];
+  if (i < n) o[i] = gelu_tanh_times(gate[i], u[i]);
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t n) {

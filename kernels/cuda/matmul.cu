@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kernels/core/quant_blocks.h"
+#include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/dequant.cuh"
 #include "kernels/cuda/ops.h"
 
@@ -109,6 +110,79 @@ __global__ void gemv_units_kernel(const uint8_t* act, size_t act_row, int T, con
   }
 }
 
+// gate and up rows n in one warp, then out = act(gate) * up: the sums of gemv_units_kernel
+// (same order, same reduction) and the activation of silu_mul / gelu_tanh_mul, so the output
+// equals the three separate kernels bit for bit.
+template <DType kT, bool kGelu>
+__global__ void gemv_glu_kernel(const uint8_t* act, size_t act_row, int T, const uint8_t* Wg,
+                                const uint8_t* Wu, int units, int64_t N, size_t row_bytes,
+                                float* out) {
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  const int lane = static_cast<int>(threadIdx.x % kWarp);
+  if (n >= N) return;
+  const uint8_t* rg = Wg + static_cast<size_t>(n) * row_bytes;
+  const uint8_t* ru = Wu + static_cast<size_t>(n) * row_bytes;
+  float ag[kGemvMaxTokens] = {}, au[kGemvMaxTokens] = {};
+  for (int u = lane; u < units; u += kWarp) {
+#pragma unroll
+    for (int tt = 0; tt < kGemvMaxTokens; ++tt)
+      if (tt < T) {
+        ag[tt] += bd::unit_dot<kT>(rg, act + tt * act_row, u);
+        au[tt] += bd::unit_dot<kT>(ru, act + tt * act_row, u);
+      }
+  }
+#pragma unroll
+  for (int tt = 0; tt < kGemvMaxTokens; ++tt) {
+    if (tt >= T) break;
+    float g = ag[tt], v = au[tt];
+    for (int off = kWarp / 2; off > 0; off /= 2) {
+      g += __shfl_xor_sync(0xffffffffu, g, off);
+      v += __shfl_xor_sync(0xffffffffu, v, off);
+    }
+    if (lane == 0) out[tt * N + n] = kGelu ? gelu_tanh_times(g, v) : silu_times(g, v);
+  }
+}
+
+template <DType kT>
+void launch_gemv_glu(const uint8_t* act, size_t act_row, int T, const DeviceMatrix& G,
+                     const DeviceMatrix& U, bool gelu, float* out, cudaStream_t s) {
+  const unsigned int blocks = blocks_for(G.rows, kWarpsPerBlock);
+  const auto* g = static_cast<const uint8_t*>(G.data);
+  const auto* u = static_cast<const uint8_t*>(U.data);
+  const int units = static_cast<int>(G.cols / 32);
+  const size_t rb = row_bytes(G.dtype, G.cols);
+  if (gelu)
+    gemv_glu_kernel<kT, true>
+        <<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(act, act_row, T, g, u, units, G.rows, rb, out);
+  else
+    gemv_glu_kernel<kT, false>
+        <<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(act, act_row, T, g, u, units, G.rows, rb, out);
+}
+
+void gemv_glu(const uint8_t* act, size_t act_row, int T, const DeviceMatrix& G,
+              const DeviceMatrix& U, bool gelu, float* out, cudaStream_t s) {
+  switch (G.dtype) {
+    case DType::Q4_0:
+      return launch_gemv_glu<DType::Q4_0>(act, act_row, T, G, U, gelu, out, s);
+    case DType::Q4_1:
+      return launch_gemv_glu<DType::Q4_1>(act, act_row, T, G, U, gelu, out, s);
+    case DType::Q5_0:
+      return launch_gemv_glu<DType::Q5_0>(act, act_row, T, G, U, gelu, out, s);
+    case DType::Q5_1:
+      return launch_gemv_glu<DType::Q5_1>(act, act_row, T, G, U, gelu, out, s);
+    case DType::Q8_0:
+      return launch_gemv_glu<DType::Q8_0>(act, act_row, T, G, U, gelu, out, s);
+    case DType::Q4_K:
+      return launch_gemv_glu<DType::Q4_K>(act, act_row, T, G, U, gelu, out, s);
+    case DType::Q5_K:
+      return launch_gemv_glu<DType::Q5_K>(act, act_row, T, G, U, gelu, out, s);
+    case DType::Q6_K:
+      return launch_gemv_glu<DType::Q6_K>(act, act_row, T, G, U, gelu, out, s);
+    default:
+      KVS_CHECK(false, "gemv_glu: no unit dot for this type");
+  }
+}
+
 template <DType kT>
 void launch_gemv_units(const uint8_t* act, size_t act_row, int T, const DeviceMatrix& W,
                        const float* bias, float* y, cudaStream_t s) {
@@ -193,6 +267,34 @@ size_t gemv_scratch_bytes(const DeviceMatrix& W, int64_t T) {
 
 namespace {
 
+// x [T, K] into ctx.gemm_x as bf16, the prefill GEMM's activation operand.
+void convert_x_bf16(const float* x, int64_t T, int64_t K, CudaContext& ctx) {
+  ctx.gemm_x.reserve(static_cast<size_t>(T * K) * sizeof(__nv_bfloat16));
+  f32_to_bf16_kernel<<<blocks_for(T * K, kThreads), kThreads, 0, ctx.stream()>>>(
+      x, ctx.gemm_x.as<__nv_bfloat16>(), T * K);
+  KVS_CUDA_LAUNCHED();
+}
+
+// y = gemm_x W^T (+ bias): W dequantized to bf16, cuBLAS with f32 accumulation.
+void gemm_bf16(int64_t T, const DeviceMatrix& W, const float* bias, float* y, CudaContext& ctx) {
+  const cudaStream_t s = ctx.stream();
+  const int64_t K = W.cols, N = W.rows;
+  ctx.gemm_w.reserve(static_cast<size_t>(N * K) * sizeof(__nv_bfloat16));
+  dequantize_bf16(W, ctx.gemm_w.as<uint16_t>(), s);
+  // Column-major view: y^T [N, T] = W [K, N]^T x^T [K, T].
+  const float alpha = 1.0f, beta = 0.0f;
+  KVS_CHECK(N <= INT32_MAX && T <= INT32_MAX && K <= INT32_MAX, "matmul too large for cuBLAS");
+  KVS_CUBLAS(cublasGemmEx(ctx.blas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N),
+                          static_cast<int>(T), static_cast<int>(K), &alpha, ctx.gemm_w.get(),
+                          CUDA_R_16BF, static_cast<int>(K), ctx.gemm_x.get(), CUDA_R_16BF,
+                          static_cast<int>(K), &beta, y, CUDA_R_32F, static_cast<int>(N),
+                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  if (bias != nullptr) {
+    add_bias_kernel<<<blocks_for(T * N, kThreads), kThreads, 0, s>>>(y, bias, T, N);
+    KVS_CUDA_LAUNCHED();
+  }
+}
+
 // x quantized into ctx.act_q in W's activation format, unless `have` says it already is.
 // Returns the bytes of one token's row.
 size_t quantize_for(const float* x, int64_t T, const DeviceMatrix& W, CudaContext& ctx,
@@ -225,10 +327,19 @@ void gemv_quantized(int64_t T, size_t act_row, const DeviceMatrix& W, const floa
 
 void matmul_shared_input(const float* x, int64_t T, std::initializer_list<MatmulOut> outs,
                          CudaContext& ctx) {
+  KVS_CHECK(outs.size() > 0);
+  if (T > kGemvMaxTokens) {  // prefill: x converted to bf16 once for every GEMM
+    convert_x_bf16(x, T, outs.begin()->W->cols, ctx);
+    for (const MatmulOut& o : outs) {
+      KVS_CHECK(supports_dtype(o.W->dtype) && o.W->cols == outs.begin()->W->cols);
+      gemm_bf16(T, *o.W, o.bias, o.y, ctx);
+    }
+    return;
+  }
   int elems = 0, bytes = 0;  // the format ctx.act_q holds x in
   for (const MatmulOut& o : outs) {
     const DeviceMatrix& W = *o.W;
-    if (T > kGemvMaxTokens || !bd::has_unit_dot(W.dtype) || T == 0) {
+    if (!bd::has_unit_dot(W.dtype) || T == 0) {
       matmul(x, T, W, o.bias, o.y, ctx);
       continue;
     }
@@ -260,25 +371,26 @@ void matmul(const float* x, int64_t T, const DeviceMatrix& W, const float* bias,
     }
     return;
   }
-  const int64_t K = W.cols, N = W.rows;
-  ctx.gemm_w.reserve(static_cast<size_t>(N * K) * sizeof(__nv_bfloat16));
-  ctx.gemm_x.reserve(static_cast<size_t>(T * K) * sizeof(__nv_bfloat16));
-  dequantize_bf16(W, ctx.gemm_w.as<uint16_t>(), s);
-  f32_to_bf16_kernel<<<blocks_for(T * K, kThreads), kThreads, 0, s>>>(
-      x, ctx.gemm_x.as<__nv_bfloat16>(), T * K);
-  KVS_CUDA_LAUNCHED();
-  // Column-major view: y^T [N, T] = W [K, N]^T x^T [K, T].
-  const float alpha = 1.0f, beta = 0.0f;
-  KVS_CHECK(N <= INT32_MAX && T <= INT32_MAX && K <= INT32_MAX, "matmul too large for cuBLAS");
-  KVS_CUBLAS(cublasGemmEx(ctx.blas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N),
-                          static_cast<int>(T), static_cast<int>(K), &alpha, ctx.gemm_w.get(),
-                          CUDA_R_16BF, static_cast<int>(K), ctx.gemm_x.get(), CUDA_R_16BF,
-                          static_cast<int>(K), &beta, y, CUDA_R_32F, static_cast<int>(N),
-                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  if (bias != nullptr) {
-    add_bias_kernel<<<blocks_for(T * N, kThreads), kThreads, 0, s>>>(y, bias, T, N);
-    KVS_CUDA_LAUNCHED();
+  convert_x_bf16(x, T, W.cols, ctx);
+  gemm_bf16(T, W, bias, y, ctx);
+}
+
+void matmul_glu(const float* x, int64_t T, const DeviceMatrix& gate, const DeviceMatrix& up,
+                bool gelu, float* out, float* up_scratch, CudaContext& ctx) {
+  const bool fused = T > 0 && T <= kGemvMaxTokens && bd::has_unit_dot(gate.dtype) &&
+                     gate.dtype == up.dtype && gate.cols == up.cols && gate.rows == up.rows;
+  if (!fused) {
+    matmul_shared_input(x, T, {{&gate, nullptr, out}, {&up, nullptr, up_scratch}}, ctx);
+    if (gelu)
+      gelu_tanh_mul(out, up_scratch, out, T * gate.rows, ctx.stream());
+    else
+      silu_mul(out, up_scratch, out, T * gate.rows, ctx.stream());
+    return;
   }
+  const size_t act_row = quantize_for(x, T, gate, ctx, nullptr, nullptr);
+  gemv_glu(ctx.act_q.as<uint8_t>(), act_row, static_cast<int>(T), gate, up, gelu, out,
+           ctx.stream());
+  KVS_CUDA_LAUNCHED();
 }
 
 void get_rows(const DeviceMatrix& E, const int32_t* ids, int64_t n, float* out, cudaStream_t s) {

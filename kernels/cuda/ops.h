@@ -45,6 +45,13 @@ struct MatmulOut {
 void matmul_shared_input(const float* x, int64_t T, std::initializer_list<MatmulOut> outs,
                          CudaContext& ctx);
 
+// The gated FFN input: out = act(x gate^T) * (x up^T), act SiLU or (gelu) GELU-tanh. For
+// decode with gate and up of one type it is one kernel (both rows in a warp, bit-identical to
+// the separate GEMVs and silu_mul / gelu_tanh_mul); otherwise those ops, with up's product in
+// up_scratch [T, N]. out: [T, N].
+void matmul_glu(const float* x, int64_t T, const DeviceMatrix& gate, const DeviceMatrix& up,
+                bool gelu, float* out, float* up_scratch, CudaContext& ctx);
+
 // Bytes of ctx.act_q the decode path needs for T tokens of W (0 for dequantized types), so
 // that a runner can reserve it before capturing a graph.
 size_t gemv_scratch_bytes(const DeviceMatrix& W, int64_t T);
@@ -97,6 +104,17 @@ struct AttentionArgs {
 };
 inline constexpr int kMaxAttentionHeadDim = 512;
 void attention(const AttentionArgs& a, cudaStream_t s);
+
+// The same attention split over chunks of kAttentionSplitKeys of each query's visible keys
+// (one warp each, in parallel), then merged per query: for decode over long caches. The
+// launch depends only on max_keys (at least any query's number of visible keys: the context
+// size, or the window on sliding-window layers), not on the positions, so one captured graph
+// serves every step. scratch: attention_split_scratch_floats(a, max_keys)
+// floats of device memory.
+inline constexpr int64_t kAttentionSplitKeys = 256;
+int attention_splits(int64_t max_keys);
+size_t attention_split_scratch_floats(const AttentionArgs& a, int64_t max_keys);
+void attention_split(const AttentionArgs& a, int64_t max_keys, float* scratch, cudaStream_t s);
 
 // Copies this batch's k/v rows into slots pos[t] % cap (pos: [T] device, read on the device
 // so that a captured decode graph serves every step).

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstring>
 #include <random>
+#include <utility>
 
 #include "cuda_test_support.h"
 #include "kernels/attention/backend.h"
@@ -179,6 +180,37 @@ TEST(CudaOps, SharedInputMatmulEqualsSeparateMatmuls) {
   }
 }
 
+// The fused gate/up GEMV equals the two GEMVs and the activation kernel bit for bit; other
+// cases (types differ, prefill) take those ops themselves.
+TEST(CudaOps, FusedGluEqualsSeparateOps) {
+  KVS_REQUIRE_CUDA();
+  cuda::CudaContext ctx;
+  const int64_t K = 768, N = 45;
+  for (auto [tg, tu] : {std::pair{DType::Q4_K, DType::Q4_K}, std::pair{DType::Q8_0, DType::Q8_0},
+                        std::pair{DType::Q4_1, DType::Q4_1}, std::pair{DType::Q4_K, DType::Q6_K}}) {
+    SCOPED_TRACE(std::string(dtype_name(tg)) + "/" + std::string(dtype_name(tu)));
+    const auto dg = to_device(random_matrix(tg, N, K, 30)),
+               du = to_device(random_matrix(tu, N, K, 31));
+    const cuda::DeviceMatrix G{dg.get(), tg, K, N}, U{du.get(), tu, K, N};
+    for (int64_t T : {1, 3, 12}) {
+      for (bool gelu : {false, true}) {
+        SCOPED_TRACE("T=" + std::to_string(T) + (gelu ? " gelu" : " silu"));
+        const auto dx = to_device(randn(static_cast<size_t>(T * K), 32));
+        const size_t n = static_cast<size_t>(T * N);
+        cuda::DeviceBuffer g(n * 4), u(n * 4), want(n * 4), got(n * 4), scratch(n * 4);
+        cuda::matmul(dx.as<float>(), T, G, nullptr, g.as<float>(), ctx);
+        cuda::matmul(dx.as<float>(), T, U, nullptr, u.as<float>(), ctx);
+        if (gelu)
+          cuda::gelu_tanh_mul(g.as<float>(), u.as<float>(), want.as<float>(), T * N, ctx.stream());
+        else
+          cuda::silu_mul(g.as<float>(), u.as<float>(), want.as<float>(), T * N, ctx.stream());
+        cuda::matmul_glu(dx.as<float>(), T, G, U, gelu, got.as<float>(), scratch.as<float>(), ctx);
+        EXPECT_EQ(to_host<float>(got, n), to_host<float>(want, n));
+      }
+    }
+  }
+}
+
 TEST(CudaOps, ElementwiseOpsMatchTheCpu) {
   KVS_REQUIRE_CUDA();
   const int64_t rows = 7, n = 640;
@@ -273,7 +305,10 @@ TEST(CudaOps, AttentionMatchesTheReferenceBackend) {
   ThreadPool pool(1);
   for (const Case& c :
        {Case{4, 2, 64, 0, 0.0f, 0, 7, 64}, Case{8, 8, 8, 0, 0.0f, 30, 1, 64},
-        Case{4, 1, 256, 16, 0.0f, 40, 6, 16 - 1 + 8}, Case{6, 3, 128, 0, 30.0f, 100, 3, 128}}) {
+        Case{4, 1, 256, 16, 0.0f, 40, 6, 16 - 1 + 8}, Case{6, 3, 128, 0, 30.0f, 100, 3, 128},
+        // Several split-K chunks (kAttentionSplitKeys = 256), one partly filled; a window
+        // longer than a chunk over a wrapped ring.
+        Case{9, 3, 64, 0, 0.0f, 700, 1, 1024}, Case{4, 1, 256, 300, 50.0f, 900, 2, 300 - 1 + 8}}) {
     SCOPED_TRACE("heads " + std::to_string(c.n_head) + "/" + std::to_string(c.n_kv) + " hd " +
                  std::to_string(c.hd) + " window " + std::to_string(c.window));
     const int64_t n = c.n_past + c.T;
@@ -330,7 +365,17 @@ TEST(CudaOps, AttentionMatchesTheReferenceBackend) {
     a.window = c.window;
     a.softcap = c.softcap;
     cuda::attention(a, nullptr);
-    EXPECT_LT(rel_err(to_host<float>(out, want.size()), want), 1e-5);
+    EXPECT_LT(rel_err(to_host<float>(out, want.size()), want), 1e-5) << "reference kernel";
+    // Split-K over the most keys any query can see (the window, or a context of cap).
+    for (int64_t max_keys : {c.window > 0 ? int64_t{c.window} : c.cap, int64_t{4096}}) {
+      cuda::DeviceBuffer scratch(cuda::attention_split_scratch_floats(a, max_keys) * 4);
+      cuda::DeviceBuffer out2(want.size() * 4);
+      a.out = out2.as<float>();
+      cuda::attention_split(a, max_keys, scratch.as<float>(), nullptr);
+      EXPECT_LT(rel_err(to_host<float>(out2, want.size()), want), 1e-5)
+          << "split-K, max_keys " << max_keys;
+      a.out = out.as<float>();
+    }
   }
 }
 
