@@ -119,21 +119,26 @@ rc_test=$?
 # ---- kvsieve: cuda vs cpu, graphs on vs off ----
 {
   echo
-  echo "## kvsieve bench (-p 512 -n 128 -b 512 -r 3)"
+  echo "## kvsieve bench (-p 512 -n 128 -b 512 -r 3; cuda with graphs also at depth 4096)"
   echo
   echo "| model | device | graphs | test | t/s | stddev |"
   echo "|---|---|---|---|---:|---:|"
 } >>"$S"
 for m in $STORIES $SMOL $GEMMA; do
-  for cfg in "cuda 1" "cuda 0" "cpu 1"; do
+  # Depth 4096 shows the split-K decode attention; the CPU runs only at depth 0.
+  for cfg in "cuda 1 0,4096" "cuda 0 0" "cpu 1 0"; do
     set -- $cfg
     j="$W/bench-$(basename "$m" .gguf)-$1-g$2.json"
-    KVSIEVE_CUDA_GRAPHS=$2 timeout 120 "$B/kvsieve" bench -m "$m" --device "$1" -p 512 -n 128 \
-      -b 512 -r 3 --json >"$j" 2>>"$W/bench.log" || { echo "| $(basename "$m") | $1 | $2 | failed | | |" >>"$S"; continue; }
-    python3 - "$m" "$1" "$2" "$j" >>"$S" <<'PY'
+    g=$([ "$2" = 1 ] && echo on || echo off)
+    if ! KVSIEVE_CUDA_GRAPHS=$2 timeout 150 "$B/kvsieve" bench -m "$m" --device "$1" -p 512 -n 128 \
+      -d "$3" -b 512 -r 3 --json >"$j" 2>>"$W/bench.log"; then
+      echo "| $(basename "$m") | $1 | $g | failed: $(tail -n 1 "$W/bench.log") | | |" >>"$S"
+      continue
+    fi
+    python3 - "$m" "$1" "$g" "$j" >>"$S" <<'PY'
 import json, os, sys
 for r in json.load(open(sys.argv[4])):
-    print(f"| {os.path.basename(sys.argv[1])} | {sys.argv[2]} | {'on' if sys.argv[3] == '1' else 'off'} "
+    print(f"| {os.path.basename(sys.argv[1])} | {sys.argv[2]} | {sys.argv[3]} "
           f"| {r['test']} | {r['tokens_per_s']:.1f} | {r['stddev']:.1f} |")
 PY
   done

@@ -113,6 +113,55 @@ __global__ void gemv_units_kernel(const uint8_t* act, size_t act_row, int T, con
 // gate and up rows n in one warp, then out = act(gate) * up: the sums of gemv_units_kernel
 // (same order, same reduction) and the activation of silu_mul / gelu_tanh_mul, so the output
 // equals the three separate kernels bit for bit.
+// f16 / bf16 / f32 weights: lane l reads 16 bytes (8 halves or 4 floats) at a time, so a warp
+// streams 512 contiguous bytes per step; activations are rounded to the weight type as the
+// CPU's vec_dot_type does. Needs K % (16 / element size) == 0 (rows stay 16-byte aligned).
+template <DType kT>
+__global__ void gemv_float_kernel(const float* x, int T, const uint8_t* W, int64_t K, int64_t N,
+                                  const float* bias, float* y) {
+  constexpr int kPer = kT == DType::F32 ? 4 : 8;  // elements per 16-byte load
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  const int lane = static_cast<int>(threadIdx.x % kWarp);
+  if (n >= N) return;
+  const auto* row = reinterpret_cast<const uint4*>(W + static_cast<size_t>(n) * K * (16 / kPer));
+  float acc[kGemvMaxTokens] = {};
+  for (int64_t c = lane; c < K / kPer; c += kWarp) {
+    const uint4 raw = row[c];
+    float w[kPer];
+    if constexpr (kT == DType::F32) {
+      w[0] = __uint_as_float(raw.x), w[1] = __uint_as_float(raw.y);
+      w[2] = __uint_as_float(raw.z), w[3] = __uint_as_float(raw.w);
+    } else {
+      const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        if constexpr (kT == DType::F16) {
+          w[2 * i] = __half2float(__ushort_as_half(static_cast<unsigned short>(words[i])));
+          w[2 * i + 1] =
+              __half2float(__ushort_as_half(static_cast<unsigned short>(words[i] >> 16)));
+        } else {
+          w[2 * i] = __uint_as_float(words[i] << 16);
+          w[2 * i + 1] = __uint_as_float(words[i] & 0xFFFF0000u);
+        }
+      }
+    }
+#pragma unroll
+    for (int tt = 0; tt < kGemvMaxTokens; ++tt) {
+      if (tt >= T) break;
+      const float* xe = x + tt * K + c * kPer;
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) acc[tt] += w[i] * act_value(kT, xe[i]);
+    }
+  }
+#pragma unroll
+  for (int tt = 0; tt < kGemvMaxTokens; ++tt) {
+    if (tt >= T) break;
+    float v = acc[tt];
+    for (int off = kWarp / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    if (lane == 0) y[tt * N + n] = v + (bias != nullptr ? bias[n] : 0.0f);
+  }
+}
+
 template <DType kT, bool kGelu>
 __global__ void gemv_glu_kernel(const uint8_t* act, size_t act_row, int T, const uint8_t* Wg,
                                 const uint8_t* Wu, int units, int64_t N, size_t row_bytes,
@@ -358,6 +407,28 @@ void matmul(const float* x, int64_t T, const DeviceMatrix& W, const float* bias,
   const bool gemv = path == GemmPath::Gemv || (path == GemmPath::Auto && T <= kGemvMaxTokens);
   if (gemv && bd::has_unit_dot(W.dtype)) {
     gemv_quantized(T, quantize_for(x, T, W, ctx, nullptr, nullptr), W, bias, y, ctx);
+    return;
+  }
+  const bool float_type = W.dtype == DType::F32 || W.dtype == DType::F16 || W.dtype == DType::BF16;
+  const int64_t per = W.dtype == DType::F32 ? 4 : 8;
+  if (gemv && float_type && W.cols % per == 0 && reinterpret_cast<uintptr_t>(W.data) % 16 == 0) {
+    for (int64_t t0 = 0; t0 < T; t0 += kGemvMaxTokens) {
+      const int tt = static_cast<int>(std::min<int64_t>(kGemvMaxTokens, T - t0));
+      const unsigned int blocks = blocks_for(W.rows, kWarpsPerBlock);
+      const auto* w = static_cast<const uint8_t*>(W.data);
+      const float* xt = x + t0 * W.cols;
+      float* yt = y + t0 * W.rows;
+      if (W.dtype == DType::F32)
+        gemv_float_kernel<DType::F32>
+            <<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(xt, tt, w, W.cols, W.rows, bias, yt);
+      else if (W.dtype == DType::F16)
+        gemv_float_kernel<DType::F16>
+            <<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(xt, tt, w, W.cols, W.rows, bias, yt);
+      else
+        gemv_float_kernel<DType::BF16>
+            <<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(xt, tt, w, W.cols, W.rows, bias, yt);
+      KVS_CUDA_LAUNCHED();
+    }
     return;
   }
   if (gemv) {
