@@ -16,7 +16,7 @@ struct CudaBackendApi {
   std::unique_ptr<DeviceModel> (*load)(const Model& m);
 };
 
-constexpr int kCudaBackendApiVersion = 1;
+constexpr int kCudaBackendApiVersion = 2;  // 2: DeviceCacheSpec
 
 }  // namespace kvs
 

@@ -1,14 +1,24 @@
 #pragma once
 // A model evaluated on an accelerator (CUDA), with its own KV cache holding every token of
-// the context (sliding-window layers: their window). Sessions without a cache plan run on
-// it; cache plans stay on the CPU until the cache manager runs on the device.
+// the context (sliding-window layers: their window), stored in the types a full-cache plan
+// names. Sessions without a plan, or with a plan that keeps every token, run on it; plans
+// that evict stay on the CPU until the cache manager runs on the device.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
+
+#include "kernels/core/dtype.h"
 
 namespace kvs {
+
+// How a device runner stores its KV cache: per layer, K and V in F32, F16, BF16, Q8_0 or Q4_0
+// (the CPU cache's storage types, same bytes). Empty: F32 everywhere.
+struct DeviceCacheSpec {
+  std::vector<DType> k_dtype, v_dtype;  // [n_layer]
+};
 
 class Model;
 
@@ -29,7 +39,8 @@ class DeviceModel {
   virtual ~DeviceModel() = default;
   virtual std::string description() const = 0;  // device and uploaded bytes, for logs
   virtual size_t weight_bytes() const = 0;
-  virtual std::unique_ptr<DeviceRunner> make_runner(int n_ctx, int n_batch) const = 0;
+  virtual std::unique_ptr<DeviceRunner> make_runner(int n_ctx, int n_batch,
+                                                    const DeviceCacheSpec& cache) const = 0;
 };
 
 // Whether a CUDA device can be used; *why says why not (built without CUDA, no device).

@@ -14,6 +14,17 @@
 namespace kvs {
 namespace {
 
+// A plan the device runner can carry out itself: every head keeps every token (policy `full`,
+// no head profile turning heads into anything else, keys stored after RoPE), so all it sets
+// is the storage type of each layer's K and V.
+bool plan_keeps_everything(const CachePlan& plan, const ResolvedPlan& r) {
+  if (!plan.head_profile.empty() || plan.cache_positions) return false;
+  for (const HeadPlan& h : r.heads)
+    if (!find_policy(h.policy, plan.source).make(h.params, plan.source)->keeps_everything())
+      return false;
+  return true;
+}
+
 struct MemoryLimit {
   size_t bytes = 0;
   std::string source;
@@ -87,17 +98,25 @@ Session::Session(const Engine& engine, const SessionOptions& opts) : engine_(eng
   on_queries_ = opts.on_queries;
   if (opts.device != "auto" && opts.device != "cpu" && opts.device != "cuda")
     throw Error("--device must be cpu, cuda or auto, got '" + opts.device + "'");
+  DeviceCacheSpec device_cache;  // the plan's storage types, when the device can carry it out
+  bool device_plan = !opts.plan;
+  if (opts.plan) {
+    const ResolvedPlan r =
+        resolve_cache_plan(*opts.plan, c.n_layer, c.n_head_kv, c.head_dim_k, c.head_dim_v);
+    device_plan = plan_keeps_everything(*opts.plan, r);
+    if (device_plan) device_cache = {r.k_dtype, r.v_dtype};
+  }
   if (opts.device == "cuda") {
     if (engine.device_model() == nullptr)
       throw Error("--device cuda: the model was not loaded on a CUDA device");
-    if (opts.plan)
+    if (!device_plan)
       throw Error(
-          "--device cuda: cache plans run on the CPU in this version (drop --cache or "
-          "use --device cpu)");
+          "--device cuda: cache plans that evict tokens run on the CPU in this version (plans "
+          "that keep every token, such as full-f16, run on the device; or use --device cpu)");
     if (opts.on_queries) throw Error("--device cuda: query observers need the CPU cache");
   }
-  if (engine.device_model() != nullptr && opts.device != "cpu" && !opts.plan && !opts.on_queries) {
-    runner_ = engine.device_model()->make_runner(n_ctx_, n_batch_);
+  if (engine.device_model() != nullptr && opts.device != "cpu" && device_plan && !opts.on_queries) {
+    runner_ = engine.device_model()->make_runner(n_ctx_, n_batch_, device_cache);
     spdlog::debug("session on cuda: {} of KV cache",
                   human_bytes(static_cast<double>(runner_->kv_bytes_allocated())));
   }
@@ -108,8 +127,8 @@ Session::Session(const Engine& engine, const SessionOptions& opts) : engine_(eng
     max_len[il] = c.is_swa(il) ? std::min(n_ctx_, c.sliding_window - 1 + n_batch_) : n_ctx_;
   }
   KVCacheShape shape{c.n_layer, c.n_head_kv, c.head_dim_k, c.head_dim_v, {}, {}};
-  bool bounded = false;  // compression keeps heads near their budgets while prefilling
-  if (opts.plan) {
+  bool bounded = false;         // compression keeps heads near their budgets while prefilling
+  if (opts.plan && !runner_) {  // a runner keeps its own cache; a full plan compresses nothing
     CacheModelInfo info{c.n_layer,  c.n_head,       c.n_head_kv,      c.head_dim_k, c.head_dim_v,
                         c.kq_scale, c.layer_is_swa, c.sliding_window, n_ctx_};
     manager_ = std::make_unique<CacheManager>(*opts.plan, info);

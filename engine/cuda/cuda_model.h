@@ -29,7 +29,8 @@ class CudaModel final : public DeviceModel {
 
   std::string description() const override;
   size_t weight_bytes() const override { return bytes_; }
-  std::unique_ptr<DeviceRunner> make_runner(int n_ctx, int n_batch) const override;
+  std::unique_ptr<DeviceRunner> make_runner(int n_ctx, int n_batch,
+                                            const DeviceCacheSpec& cache) const override;
 
   const Model& model() const { return model_; }
   const cuda::DeviceMatrix& token_embd() const { return token_embd_; }  // {n_embd, n_vocab}

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/cuda/cuda_model.h"
+#include "kernels/core/error.h"
 #include "models/model/forward.h"
 
 namespace kvs {
@@ -17,9 +18,19 @@ namespace {
 
 class CudaRunner final : public DeviceRunner {
  public:
-  CudaRunner(const CudaModel& dm, int n_ctx, int n_batch)
+  CudaRunner(const CudaModel& dm, int n_ctx, int n_batch, const DeviceCacheSpec& spec)
       : dm_(dm), c_(dm.model().config()), n_ctx_(n_ctx), n_batch_(n_batch) {
     KVS_CHECK(n_ctx > 0 && n_batch > 0);
+    k_dtype_ = spec.k_dtype.empty() ? std::vector<DType>(c_.n_layer, DType::F32) : spec.k_dtype;
+    v_dtype_ = spec.v_dtype.empty() ? std::vector<DType>(c_.n_layer, DType::F32) : spec.v_dtype;
+    KVS_CHECK(static_cast<int>(k_dtype_.size()) == c_.n_layer &&
+              static_cast<int>(v_dtype_.size()) == c_.n_layer);
+    for (int il = 0; il < c_.n_layer; ++il)
+      if (!cuda::kv_storage_supported(k_dtype_[il], c_.head_dim_k) ||
+          !cuda::kv_storage_supported(v_dtype_[il], c_.head_dim_v))
+        throw Error("--device cuda: layer " + std::to_string(il) + " stores its cache as " +
+                    std::string(dtype_name(k_dtype_[il])) + "/" +
+                    std::string(dtype_name(v_dtype_[il])) + ", which the device cache cannot");
     const int64_t B = n_batch;
     const int64_t E = c_.n_embd;
     q_dim_ = int64_t{c_.n_head} * c_.head_dim_k;
@@ -41,8 +52,9 @@ class CudaRunner final : public DeviceRunner {
     cache_v_.resize(c_.n_layer);
     for (int il = 0; il < c_.n_layer; ++il) {
       cap_[il] = c_.is_swa(il) ? std::min<int64_t>(n_ctx, c_.sliding_window - 1 + n_batch) : n_ctx;
-      cache_k_[il].resize(static_cast<size_t>(cap_[il]) * k_dim_ * 4);  // [n_kv][cap][hd_k]
-      cache_v_[il].resize(static_cast<size_t>(cap_[il]) * v_dim_ * 4);  // [n_kv][cap][hd_v]
+      // [n_kv][cap][row of hd_k in k_dtype], [n_kv][cap][row of hd_v in v_dtype]
+      cache_k_[il].resize(static_cast<size_t>(cap_[il]) * c_.n_head_kv * k_row_bytes(il));
+      cache_v_[il].resize(static_cast<size_t>(cap_[il]) * c_.n_head_kv * v_row_bytes(il));
       allocated_ += cache_k_[il].bytes() + cache_v_[il].bytes();
     }
     for (int il = 0; il < c_.n_layer; ++il)
@@ -107,7 +119,7 @@ class CudaRunner final : public DeviceRunner {
     size_t b = 0;
     for (int il = 0; il < c_.n_layer; ++il)
       b +=
-          static_cast<size_t>(kv_tokens_in_layer(il, n_past)) * (c_.head_dim_k + c_.head_dim_v) * 4;
+          static_cast<size_t>(kv_tokens_in_layer(il, n_past)) * (k_row_bytes(il) + v_row_bytes(il));
     return b;
   }
   size_t kv_bytes_allocated() const override { return allocated_; }
@@ -153,15 +165,17 @@ class CudaRunner final : public DeviceRunner {
       if (c_.q_scale != 1.0f) cuda::scale_inplace(q, c_.q_scale, T * q_dim_, s);
       cuda::rope(q, T, c_.n_head, c_.head_dim_k, dpos, rope_[il], s);
       cuda::rope(k, T, c_.n_head_kv, c_.head_dim_k, dpos, rope_[il], s);
-      float* ck = cache_k_[il].as<float>();
-      float* cv = cache_v_[il].as<float>();
-      cuda::store_kv(k, v, T, c_.n_head_kv, c_.head_dim_k, c_.head_dim_v, dpos, cap_[il], ck, cv,
-                     s);
+      void* ck = cache_k_[il].get();
+      void* cv = cache_v_[il].get();
+      cuda::store_kv(k, v, T, c_.n_head_kv, c_.head_dim_k, c_.head_dim_v, dpos, cap_[il], ck, cv, s,
+                     k_dtype_[il], v_dtype_[il]);
       cuda::AttentionArgs a;
       a.q = q;
       a.q_pos = dpos;
       a.k = ck;
       a.v = cv;
+      a.k_dtype = k_dtype_[il];
+      a.v_dtype = v_dtype_[il];
       a.out = att;
       a.T = T;
       // Causality bounds every query by its own position (all stored above), so the key count
@@ -197,6 +211,9 @@ class CudaRunner final : public DeviceRunner {
       cuda::softcap_inplace(logits, c_.final_softcap, n_logits * c_.n_vocab, s);
   }
 
+  size_t k_row_bytes(int il) const { return row_bytes(k_dtype_[il], c_.head_dim_k); }
+  size_t v_row_bytes(int il) const { return row_bytes(v_dtype_[il], c_.head_dim_v); }
+
   // The most keys a query of layer il sees: the context, or the window on sliding layers.
   int64_t max_visible(int il) const {
     return c_.is_swa(il) ? std::min<int64_t>(n_ctx_, c_.sliding_window) : n_ctx_;
@@ -228,6 +245,7 @@ class CudaRunner final : public DeviceRunner {
   bool use_graph_ = true;
   cudaGraph_t graph_ = nullptr;
   cudaGraphExec_t graph_exec_ = nullptr;
+  std::vector<DType> k_dtype_, v_dtype_;               // [n_layer] cache storage types
   std::vector<int64_t> cap_;                           // [n_layer] slots per KV head
   std::vector<cuda::DeviceBuffer> cache_k_, cache_v_;  // [n_layer]
   std::map<int, cuda::RopeTable> rope_;
@@ -236,8 +254,9 @@ class CudaRunner final : public DeviceRunner {
 
 }  // namespace
 
-std::unique_ptr<DeviceRunner> CudaModel::make_runner(int n_ctx, int n_batch) const {
-  return std::make_unique<CudaRunner>(*this, n_ctx, n_batch);
+std::unique_ptr<DeviceRunner> CudaModel::make_runner(int n_ctx, int n_batch,
+                                                     const DeviceCacheSpec& cache) const {
+  return std::make_unique<CudaRunner>(*this, n_ctx, n_batch, cache);
 }
 
 }  // namespace kvs

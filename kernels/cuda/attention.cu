@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cuda/dequant.cuh"
+#include "kernels/cuda/kv_store.h"
 #include "kernels/cuda/ops.h"
 
 namespace kvs::cuda {
@@ -29,16 +31,27 @@ __device__ __forceinline__ void visible_range(const AttentionArgs& a, int32_t qp
   first = a.window > 0 ? std::max<int64_t>(0, qp - a.window + 1) : 0;
 }
 
+// Element d of a cache row: f32 rows read directly (kF32: both K and V are f32), the other
+// storage types dequantized as the CPU cache's read_k / read_v do.
+template <bool kF32>
+__device__ __forceinline__ float kv_elem(DType t, const uint8_t* row, int d) {
+  if constexpr (kF32) return reinterpret_cast<const float*>(row)[d];
+  return dequant_elem(t, row, d);
+}
+
 // Online softmax of query warp w over keys [j0, j1]: m (running max), l (running sum) and
 // acc (lane l owns dims l, l + 32, ...) are this warp's state, folded in key order.
+template <bool kF32>
 __device__ __forceinline__ void attend_keys(const AttentionArgs& a, int64_t w, int lane, int64_t j0,
                                             int64_t j1, float& m, float& l,
                                             float (&acc)[kMaxPerLane]) {
   const int h = static_cast<int>(w % a.n_head);
   const int g = h / (a.n_head / a.n_head_kv);
   const float* q = a.q + w * a.head_dim_k;
-  const float* K = a.k + static_cast<int64_t>(g) * a.cap * a.head_dim_k;
-  const float* V = a.v + static_cast<int64_t>(g) * a.cap * a.head_dim_v;
+  const int64_t k_rb = kv::row_size(a.k_dtype, a.head_dim_k);
+  const int64_t v_rb = kv::row_size(a.v_dtype, a.head_dim_v);
+  const uint8_t* K = static_cast<const uint8_t*>(a.k) + g * a.cap * k_rb;
+  const uint8_t* V = static_cast<const uint8_t*>(a.v) + g * a.cap * v_rb;
   float qr[kMaxPerLane];
 #pragma unroll
   for (int i = 0; i < kMaxPerLane; ++i) {
@@ -49,12 +62,12 @@ __device__ __forceinline__ void attend_keys(const AttentionArgs& a, int64_t w, i
   // slots; elsewhere cap exceeds every position).
   for (int64_t j = j0; j <= j1; ++j) {
     const int64_t slot = j % a.cap;
-    const float* kj = K + slot * a.head_dim_k;
+    const uint8_t* kj = K + slot * k_rb;
     float part = 0.0f;
 #pragma unroll
     for (int i = 0; i < kMaxPerLane; ++i) {
       const int d = lane + i * kWarp;
-      if (d < a.head_dim_k) part += qr[i] * kj[d];
+      if (d < a.head_dim_k) part += qr[i] * kv_elem<kF32>(a.k_dtype, kj, d);
     }
     float s = warp_sum(part) * a.scale;
     if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
@@ -62,16 +75,17 @@ __device__ __forceinline__ void attend_keys(const AttentionArgs& a, int64_t w, i
     const float corr = expf(m - m_new);  // 0 on the first key (m = -inf)
     const float p = expf(s - m_new);
     l = l * corr + p;
-    const float* vj = V + slot * a.head_dim_v;
+    const uint8_t* vj = V + slot * v_rb;
 #pragma unroll
     for (int i = 0; i < kMaxPerLane; ++i) {
       const int d = lane + i * kWarp;
-      if (d < a.head_dim_v) acc[i] = acc[i] * corr + p * vj[d];
+      if (d < a.head_dim_v) acc[i] = acc[i] * corr + p * kv_elem<kF32>(a.v_dtype, vj, d);
     }
     m = m_new;
   }
 }
 
+template <bool kF32>
 __global__ void attention_kernel(AttentionArgs a) {
   const int64_t w = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
   const int lane = static_cast<int>(threadIdx.x % kWarp);
@@ -80,7 +94,7 @@ __global__ void attention_kernel(AttentionArgs a) {
   float m = -INFINITY, l = 0.0f;
   int64_t first, last;
   visible_range(a, a.q_pos[w / a.n_head], first, last);
-  attend_keys(a, w, lane, first, last, m, l, acc);
+  attend_keys<kF32>(a, w, lane, first, last, m, l, acc);
   float* o = a.out + w * a.head_dim_v;
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // nothing visible: zeros, as the CPU does
 #pragma unroll
@@ -93,6 +107,7 @@ __global__ void attention_kernel(AttentionArgs a) {
 // Split-K decode: warp (w, split) folds chunk `split` of the query's visible keys (kSplitKeys
 // positions from the first visible one) into a partial state; attention_combine_kernel merges the
 // splits of each query. The grid depends on max_keys only, so a captured graph serves every step.
+template <bool kF32>
 __global__ void attention_split_kernel(AttentionArgs a, int n_split, float* part_ml,
                                        float* part_acc) {
   const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
@@ -106,7 +121,7 @@ __global__ void attention_split_kernel(AttentionArgs a, int n_split, float* part
   visible_range(a, a.q_pos[w / a.n_head], first, last);
   const int64_t j0 = first + static_cast<int64_t>(split) * kSplitKeys;
   const int64_t j1 = std::min<int64_t>(last, j0 + kSplitKeys - 1);
-  if (j0 <= j1) attend_keys(a, w, lane, j0, j1, m, l, acc);
+  if (j0 <= j1) attend_keys<kF32>(a, w, lane, j0, j1, m, l, acc);
   if (lane == 0) {
     part_ml[2 * gw] = m;
     part_ml[2 * gw + 1] = l;
@@ -150,14 +165,21 @@ __global__ void attention_combine_kernel(AttentionArgs a, int n_split, const flo
   }
 }
 
-}  // namespace
+bool is_f32(const AttentionArgs& a) {
+  return a.k_dtype == DType::F32 && a.v_dtype == DType::F32;
+}
 
 void check_args(const AttentionArgs& a) {
+  KVS_CHECK(kv_storage_supported(a.k_dtype, a.head_dim_k) &&
+                kv_storage_supported(a.v_dtype, a.head_dim_v),
+            "attention: unsupported cache storage type");
   KVS_CHECK(a.head_dim_k > 0 && a.head_dim_k <= kMaxAttentionHeadDim && a.head_dim_v > 0 &&
                 a.head_dim_v <= kMaxAttentionHeadDim,
             "attention: head dim unsupported on CUDA");
   KVS_CHECK(a.n_head_kv > 0 && a.n_head % a.n_head_kv == 0 && a.cap > 0);
 }
+
+}  // namespace
 
 int attention_splits(int64_t max_keys) {
   return static_cast<int>(std::max<int64_t>(1, (max_keys + kSplitKeys - 1) / kSplitKeys));
@@ -175,9 +197,14 @@ void attention_split(const AttentionArgs& a, int64_t max_keys, float* scratch, c
   float* part_ml = scratch;                         // [T][n_head][n_split][2]
   float* part_acc = scratch + 2 * warps * n_split;  // [T][n_head][n_split][hd_v]
   const int64_t split_warps = warps * n_split;
-  attention_split_kernel<<<static_cast<unsigned int>((split_warps + kWarpsPerBlock - 1) /
-                                                     kWarpsPerBlock),
-                           kWarpsPerBlock * kWarp, 0, s>>>(a, n_split, part_ml, part_acc);
+  const auto split_blocks =
+      static_cast<unsigned int>((split_warps + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  if (is_f32(a))
+    attention_split_kernel<true>
+        <<<split_blocks, kWarpsPerBlock * kWarp, 0, s>>>(a, n_split, part_ml, part_acc);
+  else
+    attention_split_kernel<false>
+        <<<split_blocks, kWarpsPerBlock * kWarp, 0, s>>>(a, n_split, part_ml, part_acc);
   KVS_CUDA_LAUNCHED();
   attention_combine_kernel<<<static_cast<unsigned int>((warps + kWarpsPerBlock - 1) /
                                                        kWarpsPerBlock),
@@ -190,7 +217,10 @@ void attention(const AttentionArgs& a, cudaStream_t s) {
   const int64_t warps = a.T * a.n_head;
   if (warps == 0) return;
   const auto blocks = static_cast<unsigned int>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  attention_kernel<<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
+  if (is_f32(a))
+    attention_kernel<true><<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
+  else
+    attention_kernel<false><<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
   KVS_CUDA_LAUNCHED();
 }
 

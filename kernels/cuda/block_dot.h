@@ -18,13 +18,7 @@
 
 #include "kernels/core/dtype.h"
 #include "kernels/core/half.h"
-
-#if defined(__CUDACC__)
-#include <cuda_fp16.h>
-#define KVS_HD __host__ __device__ __forceinline__
-#else
-#define KVS_HD inline
-#endif
+#include "kernels/cuda/host_device.h"
 
 namespace kvs::cuda::bd {
 

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/cuda/activation.cuh"
+#include "kernels/cuda/kv_store.h"
 #include "kernels/cuda/ops.h"
 
 namespace kvs::cuda {
@@ -127,6 +128,24 @@ __global__ void store_kv_kernel(const float* k, const float* v, int64_t T, int n
   cv[(h * cap + pos[t] % cap) * hd_v + d] = v[jdx];
 }
 
+// One thread per (token, head) row of k (first T * n_kv threads) or v, converted by
+// kv::store_row into slot pos[t] % cap of its head.
+__global__ void store_kv_rows_kernel(const float* k, const float* v, int64_t T, int n_kv, int hd_k,
+                                     int hd_v, const int32_t* pos, int64_t cap, uint8_t* ck,
+                                     uint8_t* cv, DType kt, DType vt) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t rows = T * n_kv;
+  if (idx >= 2 * rows) return;
+  const bool is_v = idx >= rows;
+  const int64_t th = is_v ? idx - rows : idx;  // t * n_kv + h
+  const int h = static_cast<int>(th % n_kv);
+  const int64_t slot = pos[th / n_kv] % cap;
+  const int hd = is_v ? hd_v : hd_k;
+  const DType t = is_v ? vt : kt;
+  const int rb = kv::row_size(t, hd);
+  kv::store_row(t, (is_v ? v : k) + th * hd, (is_v ? cv : ck) + (h * cap + slot) * rb, hd);
+}
+
 }  // namespace
 
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps,
@@ -196,13 +215,40 @@ void softcap_inplace(float* x, float cap, int64_t n, cudaStream_t s) {
 }
 
 void store_kv(const float* k, const float* v, int64_t T, int n_kv, int hd_k, int hd_v,
-              const int32_t* pos, int64_t cap, float* cache_k, float* cache_v, cudaStream_t s) {
+              const int32_t* pos, int64_t cap, void* cache_k, void* cache_v, cudaStream_t s,
+              DType k_dtype, DType v_dtype) {
   KVS_CHECK(T <= cap, "store_kv: more tokens than cache slots");
-  const int64_t n = T * n_kv * (hd_k + hd_v);
-  if (n == 0) return;
-  store_kv_kernel<<<blocks_for(n), kThreads, 0, s>>>(k, v, T, n_kv, hd_k, hd_v, pos, cap, cache_k,
-                                                     cache_v);
+  KVS_CHECK(kv_storage_supported(k_dtype, hd_k) && kv_storage_supported(v_dtype, hd_v),
+            "store_kv: unsupported storage type");
+  if (k_dtype == DType::F32 && v_dtype == DType::F32) {
+    const int64_t n = T * n_kv * (hd_k + hd_v);
+    if (n == 0) return;
+    store_kv_kernel<<<blocks_for(n), kThreads, 0, s>>>(k, v, T, n_kv, hd_k, hd_v, pos, cap,
+                                                       static_cast<float*>(cache_k),
+                                                       static_cast<float*>(cache_v));
+    KVS_CUDA_LAUNCHED();
+    return;
+  }
+  const int64_t rows = 2 * T * n_kv;
+  if (rows == 0) return;
+  store_kv_rows_kernel<<<blocks_for(rows), kThreads, 0, s>>>(
+      k, v, T, n_kv, hd_k, hd_v, pos, cap, static_cast<uint8_t*>(cache_k),
+      static_cast<uint8_t*>(cache_v), k_dtype, v_dtype);
   KVS_CUDA_LAUNCHED();
+}
+
+bool kv_storage_supported(DType t, int head_dim) {
+  switch (t) {
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+      return head_dim > 0;
+    case DType::Q8_0:
+    case DType::Q4_0:
+      return head_dim > 0 && head_dim % 32 == 0;
+    default:
+      return false;
+  }
 }
 
 }  // namespace kvs::cuda

@@ -89,13 +89,15 @@ void softcap_inplace(float* x, float cap, int64_t n, cudaStream_t s);  // cap * 
 
 // Full-cache attention, the reference-quality GPU backend: the cache of one layer holds the
 // key and value of position j of every KV head in slot j % cap, for the positions j < n_keys
-// a query may see (a ring on sliding-window layers).
+// a query may see (a ring on sliding-window layers), each row in k_dtype / v_dtype (F32, F16,
+// BF16, Q8_0 or Q4_0: kv_store.h).
 struct AttentionArgs {
   const float* q = nullptr;        // [T][n_head][hd_k], rotated
   const int32_t* q_pos = nullptr;  // [T]
-  const float* k = nullptr;        // [n_kv][cap][hd_k]
-  const float* v = nullptr;        // [n_kv][cap][hd_v]
-  float* out = nullptr;            // [T][n_head][hd_v]
+  const void* k = nullptr;         // [n_kv][cap][row of hd_k in k_dtype]
+  const void* v = nullptr;         // [n_kv][cap][row of hd_v in v_dtype]
+  DType k_dtype = DType::F32, v_dtype = DType::F32;
+  float* out = nullptr;  // [T][n_head][hd_v]
   int64_t T = 0, n_keys = 0, cap = 0;
   int n_head = 0, n_head_kv = 0, head_dim_k = 0, head_dim_v = 0;
   float scale = 1.0f;  // on q·k
@@ -116,10 +118,14 @@ int attention_splits(int64_t max_keys);
 size_t attention_split_scratch_floats(const AttentionArgs& a, int64_t max_keys);
 void attention_split(const AttentionArgs& a, int64_t max_keys, float* scratch, cudaStream_t s);
 
-// Copies this batch's k/v rows into slots pos[t] % cap (pos: [T] device, read on the device
-// so that a captured decode graph serves every step).
-// k: [T][n_kv][hd_k] -> cache [n_kv][cap][hd_k] (the same for v with hd_v).
+// Stores this batch's k/v rows into slots pos[t] % cap (pos: [T] device, read on the device
+// so that a captured decode graph serves every step), converted to the storage types as the
+// CPU cache converts them. k: [T][n_kv][hd_k] -> cache [n_kv][cap][row of hd_k in k_dtype]
+// (the same for v with hd_v).
 void store_kv(const float* k, const float* v, int64_t T, int n_kv, int hd_k, int hd_v,
-              const int32_t* pos, int64_t cap, float* cache_k, float* cache_v, cudaStream_t s);
+              const int32_t* pos, int64_t cap, void* cache_k, void* cache_v, cudaStream_t s,
+              DType k_dtype = DType::F32, DType v_dtype = DType::F32);
+// Whether the device cache can store rows of head_dim values in t.
+bool kv_storage_supported(DType t, int head_dim);
 
 }  // namespace kvs::cuda

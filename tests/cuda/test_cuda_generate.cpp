@@ -136,15 +136,51 @@ TEST(CudaSession, RefusesWhatNeedsTheCpuCache) {
       parse_cache_plan(nlohmann::json{{"policy", "knorm"}, {"budget", 0.5}}, "test"));
   try {
     Session s(*gpu, so);
-    FAIL() << "a plan on --device cuda must be refused";
+    FAIL() << "an evicting plan on --device cuda must be refused";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("cache plans run on the CPU"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("cache plans that evict tokens run on the CPU"),
+              std::string::npos);
   }
-  // auto with a plan falls back to the CPU.
+  // auto with an evicting plan falls back to the CPU.
   so.device = "auto";
   Session s(*gpu, so);
   EXPECT_STREQ(s.device(), "cpu");
 }
+
+// A plan that keeps every token runs on the device with the cache in its storage types: the
+// same greedy tokens as the CPU session with that plan, and the same KV bytes in use.
+class CudaStoragePlanTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaStoragePlanTest, FullPlanStorageTypesMatchTheCpu) {
+  KVS_REQUIRE_CUDA();
+  KVS_REQUIRE_FILE(KVS_SMOLLM2);
+  const auto cpu = load(KVS_SMOLLM2, "cpu");
+  const auto gpu = load(KVS_SMOLLM2, "cuda");
+  const auto plan = std::make_shared<CachePlan>(parse_cache_plan(
+      nlohmann::json{{"policy", "full"}, {"storage", GetParam()}}, "test " + GetParam()));
+  const auto toks = cpu->tokenizer().encode("The capital of France is", true, false);
+  auto run = [&](const Engine& e, const char* device, size_t* kv_bytes) {
+    SessionOptions so;
+    so.device = device;
+    so.n_ctx = 256;
+    so.plan = plan;
+    Session s(e, so);
+    EXPECT_STREQ(s.device(), device);
+    GenerateOptions go;
+    go.n_predict = 32;
+    go.sampling.temperature = 0.0f;
+    go.ignore_eos = true;
+    auto out = generate(s, toks, go, [](std::string_view) {}).tokens;
+    *kv_bytes = s.kv_bytes_in_use();
+    return out;
+  };
+  size_t cpu_bytes = 0, gpu_bytes = 0;
+  EXPECT_EQ(run(*gpu, "cuda", &gpu_bytes), run(*cpu, "cpu", &cpu_bytes));
+  EXPECT_EQ(gpu_bytes, cpu_bytes);
+}
+
+INSTANTIATE_TEST_SUITE_P(Storage, CudaStoragePlanTest,
+                         ::testing::Values("f16", "bf16", "q8_0", "q4_0"));
 
 }  // namespace
 }  // namespace kvs

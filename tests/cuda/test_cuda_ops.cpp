@@ -376,6 +376,57 @@ TEST(CudaOps, AttentionMatchesTheReferenceBackend) {
           << "split-K, max_keys " << max_keys;
       a.out = out.as<float>();
     }
+    // Every storage type: the cache rows converted as the CPU cache converts them, against the
+    // reference backend reading a KVView of that type (the same dequantized values).
+    for (DType st : {DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+      if (!cuda::kv_storage_supported(st, c.hd)) continue;
+      SCOPED_TRACE(std::string(dtype_name(st)));
+      const size_t rb = row_bytes(st, c.hd);
+      std::vector<uint8_t> kq(c.n_kv * n * rb), vq(c.n_kv * n * rb);  // [n_kv][n][row]
+      for (int64_t r = 0; r < c.n_kv * n; ++r) {
+        quantize_row(st, k.data() + r * c.hd, kq.data() + r * rb, c.hd);
+        quantize_row(st, v.data() + r * c.hd, vq.data() + r * rb, c.hd);
+      }
+      KVView qview;
+      qview.k_dtype = qview.v_dtype = st;
+      for (int h = 0; h < c.n_kv; ++h) {
+        KVHeadView hv;
+        hv.k = kq.data() + h * n * rb;
+        hv.v = vq.data() + h * n * rb;
+        hv.pos = kpos.data();
+        hv.len = static_cast<int32_t>(n);
+        qview.heads.push_back(hv);
+      }
+      std::vector<float> want_q(want.size());
+      ref.attend(shape, q.data(), qpos.data(), c.T, qview, want_q.data(), pool);
+      cuda::DeviceBuffer sk(c.n_kv * c.cap * rb), sv(c.n_kv * c.cap * rb);
+      // All positions in one store (slots pos % cap; a ring keeps the newest cap of them).
+      const int64_t first = std::max<int64_t>(0, n - c.cap);
+      std::vector<float> kb, vb;  // [n - first][n_kv][hd]
+      std::vector<int32_t> pb;
+      for (int64_t j = first; j < n; ++j) {
+        pb.push_back(static_cast<int32_t>(j));
+        for (int h = 0; h < c.n_kv; ++h)
+          for (int d = 0; d < c.hd; ++d) {
+            kb.push_back(k[(h * n + j) * c.hd + d]);
+            vb.push_back(v[(h * n + j) * c.hd + d]);
+          }
+      }
+      const auto dkb = to_device(kb), dvb = to_device(vb), dpb = to_device(pb);
+      cuda::store_kv(dkb.as<float>(), dvb.as<float>(), n - first, c.n_kv, c.hd, c.hd,
+                     dpb.as<int32_t>(), c.cap, sk.get(), sv.get(), nullptr, st, st);
+      cuda::AttentionArgs b = a;
+      b.k = sk.get();
+      b.v = sv.get();
+      b.k_dtype = b.v_dtype = st;
+      cuda::DeviceBuffer out3(want.size() * 4);
+      b.out = out3.as<float>();
+      cuda::attention(b, nullptr);
+      EXPECT_LT(rel_err(to_host<float>(out3, want.size()), want_q), 1e-5) << "reference kernel";
+      cuda::DeviceBuffer scratch(cuda::attention_split_scratch_floats(b, 4096) * 4);
+      cuda::attention_split(b, 4096, scratch.as<float>(), nullptr);
+      EXPECT_LT(rel_err(to_host<float>(out3, want.size()), want_q), 1e-5) << "split-K";
+    }
   }
 }
 
