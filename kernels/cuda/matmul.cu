@@ -110,9 +110,6 @@ __global__ void gemv_units_kernel(const uint8_t* act, size_t act_row, int T, con
   }
 }
 
-// gate and up rows n in one warp, then out = act(gate) * up: the sums of gemv_units_kernel
-// (same order, same reduction) and the activation of silu_mul / gelu_tanh_mul, so the output
-// equals the three separate kernels bit for bit.
 // f16 / bf16 / f32 weights: lane l reads 16 bytes (8 halves or 4 floats) at a time, so a warp
 // streams 512 contiguous bytes per step; activations are rounded to the weight type as the
 // CPU's vec_dot_type does. Needs K % (16 / element size) == 0 (rows stay 16-byte aligned).
@@ -162,6 +159,9 @@ __global__ void gemv_float_kernel(const float* x, int T, const uint8_t* W, int64
   }
 }
 
+// gate and up rows n in one warp, then out = act(gate) * up: the sums of gemv_units_kernel
+// (same order, same reduction) and the activation of silu_mul / gelu_tanh_mul, so the output
+// equals the three separate kernels bit for bit.
 template <DType kT, bool kGelu>
 __global__ void gemv_glu_kernel(const uint8_t* act, size_t act_row, int T, const uint8_t* Wg,
                                 const uint8_t* Wu, int units, int64_t N, size_t row_bytes,
