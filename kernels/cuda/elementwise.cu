@@ -15,13 +15,9 @@ unsigned int blocks_for(int64_t n) {
   return static_cast<unsigned int>((n + kThreads - 1) / kThreads);
 }
 
-// One block per row. Squares in float and sums in double, as ops::rms_norm does.
-__global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_t n, float eps) {
-  const int64_t r = blockIdx.x;
-  const float* xr = x + r * n;
-  float* yr = y + r * n;
-  double ss = 0.0;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += static_cast<double>(xr[i] * xr[i]);
+// 1 / sqrt(mean + eps) from each thread's partial sum of squares: a tree over the block in
+// double, as ops::rms_norm sums in double. Every thread of the block must call it.
+__device__ __forceinline__ float rms_scale(double ss, int64_t n, float eps) {
   __shared__ double part[kThreads];
   part[threadIdx.x] = ss;
   __syncthreads();
@@ -29,7 +25,17 @@ __global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_
     if (static_cast<int>(threadIdx.x) < stride) part[threadIdx.x] += part[threadIdx.x + stride];
     __syncthreads();
   }
-  const float scale = 1.0f / sqrtf(static_cast<float>(part[0] / static_cast<double>(n)) + eps);
+  return 1.0f / sqrtf(static_cast<float>(part[0] / static_cast<double>(n)) + eps);
+}
+
+// One block per row. Squares in float and sums in double, as ops::rms_norm does.
+__global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_t n, float eps) {
+  const int64_t r = blockIdx.x;
+  const float* xr = x + r * n;
+  float* yr = y + r * n;
+  double ss = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += static_cast<double>(xr[i] * xr[i]);
+  const float scale = rms_scale(ss, n, eps);
   // y may alias x: every thread has read its elements' sum before any is written.
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
     yr[i] = xr[i] * scale * (w != nullptr ? w[i] : 1.0f);
@@ -49,14 +55,7 @@ __global__ void add_rms_norm_kernel(float* x, const float* h, const float* w, fl
     xr[i] = v;
     ss += static_cast<double>(v * v);
   }
-  __shared__ double part[kThreads];
-  part[threadIdx.x] = ss;
-  __syncthreads();
-  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
-    if (static_cast<int>(threadIdx.x) < stride) part[threadIdx.x] += part[threadIdx.x + stride];
-    __syncthreads();
-  }
-  const float scale = 1.0f / sqrtf(static_cast<float>(part[0] / static_cast<double>(n)) + eps);
+  const float scale = rms_scale(ss, n, eps);
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
     yr[i] = xr[i] * scale * (w != nullptr ? w[i] : 1.0f);
 }

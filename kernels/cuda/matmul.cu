@@ -8,6 +8,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <type_traits>
 
 #include "kernels/core/quant_blocks.h"
 #include "kernels/cuda/activation.cuh"
@@ -208,30 +210,6 @@ void launch_gemv_glu(const uint8_t* act, size_t act_row, int T, const DeviceMatr
         <<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(act, act_row, T, g, u, units, G.rows, rb, out);
 }
 
-void gemv_glu(const uint8_t* act, size_t act_row, int T, const DeviceMatrix& G,
-              const DeviceMatrix& U, bool gelu, float* out, cudaStream_t s) {
-  switch (G.dtype) {
-    case DType::Q4_0:
-      return launch_gemv_glu<DType::Q4_0>(act, act_row, T, G, U, gelu, out, s);
-    case DType::Q4_1:
-      return launch_gemv_glu<DType::Q4_1>(act, act_row, T, G, U, gelu, out, s);
-    case DType::Q5_0:
-      return launch_gemv_glu<DType::Q5_0>(act, act_row, T, G, U, gelu, out, s);
-    case DType::Q5_1:
-      return launch_gemv_glu<DType::Q5_1>(act, act_row, T, G, U, gelu, out, s);
-    case DType::Q8_0:
-      return launch_gemv_glu<DType::Q8_0>(act, act_row, T, G, U, gelu, out, s);
-    case DType::Q4_K:
-      return launch_gemv_glu<DType::Q4_K>(act, act_row, T, G, U, gelu, out, s);
-    case DType::Q5_K:
-      return launch_gemv_glu<DType::Q5_K>(act, act_row, T, G, U, gelu, out, s);
-    case DType::Q6_K:
-      return launch_gemv_glu<DType::Q6_K>(act, act_row, T, G, U, gelu, out, s);
-    default:
-      KVS_CHECK(false, "gemv_glu: no unit dot for this type");
-  }
-}
-
 template <DType kT>
 void launch_gemv_units(const uint8_t* act, size_t act_row, int T, const DeviceMatrix& W,
                        const float* bias, float* y, cudaStream_t s) {
@@ -240,28 +218,43 @@ void launch_gemv_units(const uint8_t* act, size_t act_row, int T, const DeviceMa
       row_bytes(W.dtype, W.cols), bias, y);
 }
 
+// f(std::integral_constant<DType, t>{}) for the weight types that have unit dots.
+template <typename F>
+void with_unit_type(DType t, F&& f) {
+  switch (t) {
+    case DType::Q4_0:
+      return f(std::integral_constant<DType, DType::Q4_0>{});
+    case DType::Q4_1:
+      return f(std::integral_constant<DType, DType::Q4_1>{});
+    case DType::Q5_0:
+      return f(std::integral_constant<DType, DType::Q5_0>{});
+    case DType::Q5_1:
+      return f(std::integral_constant<DType, DType::Q5_1>{});
+    case DType::Q8_0:
+      return f(std::integral_constant<DType, DType::Q8_0>{});
+    case DType::Q4_K:
+      return f(std::integral_constant<DType, DType::Q4_K>{});
+    case DType::Q5_K:
+      return f(std::integral_constant<DType, DType::Q5_K>{});
+    case DType::Q6_K:
+      return f(std::integral_constant<DType, DType::Q6_K>{});
+    default:
+      KVS_CHECK(false, "no unit dot for weight type " + std::string(dtype_name(t)));
+  }
+}
+
 void gemv_units(const uint8_t* act, size_t act_row, int T, const DeviceMatrix& W, const float* bias,
                 float* y, cudaStream_t s) {
-  switch (W.dtype) {
-    case DType::Q4_0:
-      return launch_gemv_units<DType::Q4_0>(act, act_row, T, W, bias, y, s);
-    case DType::Q4_1:
-      return launch_gemv_units<DType::Q4_1>(act, act_row, T, W, bias, y, s);
-    case DType::Q5_0:
-      return launch_gemv_units<DType::Q5_0>(act, act_row, T, W, bias, y, s);
-    case DType::Q5_1:
-      return launch_gemv_units<DType::Q5_1>(act, act_row, T, W, bias, y, s);
-    case DType::Q8_0:
-      return launch_gemv_units<DType::Q8_0>(act, act_row, T, W, bias, y, s);
-    case DType::Q4_K:
-      return launch_gemv_units<DType::Q4_K>(act, act_row, T, W, bias, y, s);
-    case DType::Q5_K:
-      return launch_gemv_units<DType::Q5_K>(act, act_row, T, W, bias, y, s);
-    case DType::Q6_K:
-      return launch_gemv_units<DType::Q6_K>(act, act_row, T, W, bias, y, s);
-    default:
-      KVS_CHECK(false, "gemv_units: no unit dot for this type");
-  }
+  with_unit_type(W.dtype, [&](auto t) {
+    launch_gemv_units<decltype(t)::value>(act, act_row, T, W, bias, y, s);
+  });
+}
+
+void gemv_glu(const uint8_t* act, size_t act_row, int T, const DeviceMatrix& G,
+              const DeviceMatrix& U, bool gelu, float* out, cudaStream_t s) {
+  with_unit_type(G.dtype, [&](auto t) {
+    launch_gemv_glu<decltype(t)::value>(act, act_row, T, G, U, gelu, out, s);
+  });
 }
 
 __global__ void dequant_bf16_kernel(const uint8_t* W, DType t, int64_t K, int64_t N,
