@@ -83,7 +83,9 @@ KVS_HD uint32_t spread4(uint32_t b) {
   return ((b & 1u) << 4) | ((b & 2u) << 11) | ((b & 4u) << 18) | ((b & 8u) << 25);
 }
 
-// ---- activation quantizers: the CPU's (quant_dot.cpp ref::quantize_*) bit for bit ----
+// ---- activation quantizers: the CPU's (quant_dot.cpp ref::quantize_*) bit for bit. The
+// device quantizes with a warp per block (matmul.cu's quantize_act_kernel); these serial forms
+// are its twins, tested on the host here and against the device in tests/cuda ----
 
 // One Q8_0 (with_sum = false) or Q8_1 block of 32 floats.
 KVS_HD void quantize_block32(const float* x, uint8_t* out, bool with_sum) {

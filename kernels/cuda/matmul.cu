@@ -72,19 +72,90 @@ __global__ void gemv_kernel(const float* x, int T, const uint8_t* W, DType t, in
   }
 }
 
-// One thread per activation block (32 or 256 elements) of one token: x [T][K] ->
-// out [T][K / elems][bytes], the CPU's quantize_activation layout.
+// One warp per activation block of one token: x [T][K] -> out [T][K / elems][bytes], the
+// CPU's quantize_activation bytes (block_dot.h's quantize_block32 / quantize_block_q8_K are
+// the serial twins; CudaOps.ActivationQuantizationEqualsTheCpu compares). A thread per block
+// had one lane walk 256 floats for a Q8_K block: about 8 us per GEMV input.
+//   Q8_0 / Q8_1 (elems 32): lane j owns element j; the block max by a warp max (order-free)
+//   and Q8_1's sum of quants by an integer warp sum.
+//   Q8_K (elems 256): lane l owns elements 8l..8l+7; the element of largest magnitude is the
+//   first such one, as in the serial loop (ties go to the lower index), and the 16-element
+//   sums are lane pairs.
 __global__ void quantize_act_kernel(const float* x, int64_t T, int64_t K, int elems, int bytes,
                                     uint8_t* out) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+  const int lane = static_cast<int>(threadIdx.x % kWarp);
   const int64_t nb = K / elems;
-  if (i >= T * nb) return;
+  if (i >= T * nb) return;  // whole warps leave together: i is the same in every lane
   const float* xb = x + (i / nb) * K + (i % nb) * elems;
   uint8_t* o = out + i * bytes;
-  if (elems == 256)
-    bd::quantize_block_q8_K(xb, o);
-  else
-    bd::quantize_block32(xb, o, bytes == bd::kA8_1);
+  if (elems == 32) {
+    const bool with_sum = bytes == bd::kA8_1;
+    const float v = xb[lane];
+    float amax = fabsf(v);
+    for (int off = kWarp / 2; off > 0; off /= 2)
+      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    const int q = bd::nearest(v * id);
+    o[(with_sum ? 4 : 2) + lane] = static_cast<uint8_t>(static_cast<int8_t>(q));
+    int sum = q;
+    for (int off = kWarp / 2; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    if (lane == 0) {
+      const uint16_t dh = bd::to_f16_bits(d);
+      o[0] = static_cast<uint8_t>(dh);
+      o[1] = static_cast<uint8_t>(dh >> 8);
+      if (with_sum) {
+        const uint16_t sh = bd::to_f16_bits(static_cast<float>(sum) * d);
+        o[2] = static_cast<uint8_t>(sh);
+        o[3] = static_cast<uint8_t>(sh >> 8);
+      }
+    }
+    return;
+  }
+  float v[8];
+  float amax = 0.0f, max = 0.0f;
+  int at = 256;  // index of this lane's first element of largest magnitude
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    v[e] = xb[8 * lane + e];
+    if (fabsf(v[e]) > amax) {
+      amax = fabsf(v[e]);
+      max = v[e];
+      at = 8 * lane + e;
+    }
+  }
+  for (int off = kWarp / 2; off > 0; off /= 2) {
+    const float a2 = __shfl_xor_sync(0xffffffffu, amax, off);
+    const float m2 = __shfl_xor_sync(0xffffffffu, max, off);
+    const int at2 = __shfl_xor_sync(0xffffffffu, at, off);
+    if (a2 > amax || (a2 == amax && at2 < at)) {
+      amax = a2;
+      max = m2;
+      at = at2;
+    }
+  }
+  int8_t* qs = reinterpret_cast<int8_t*>(o + 4);
+  int16_t* bsums = reinterpret_cast<int16_t*>(o + 260);
+  if (amax == 0.0f) {  // the serial twin zeroes the block
+#pragma unroll
+    for (int e = 0; e < 8; ++e) qs[8 * lane + e] = 0;
+    if (lane < 16) bsums[lane] = 0;
+    if (lane == 0) *reinterpret_cast<float*>(o) = 0.0f;
+    return;
+  }
+  const float iscale = -127.0f / max;
+  int part = 0;
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    const int q = bd::nearest(iscale * v[e]);
+    const int c = q < 127 ? q : 127;
+    qs[8 * lane + e] = static_cast<int8_t>(c);
+    part += c;
+  }
+  const int pair = part + __shfl_down_sync(0xffffffffu, part, 1);
+  if (lane % 2 == 0) bsums[lane / 2] = static_cast<int16_t>(pair);
+  if (lane == 0) *reinterpret_cast<float*>(o) = 1.0f / iscale;
 }
 
 // One warp per output row n; lane l takes units l, l + 32, ... of the row (a unit is 32
@@ -300,6 +371,18 @@ void dequantize_bf16(const DeviceMatrix& W, uint16_t* out, cudaStream_t s) {
   KVS_CUDA_LAUNCHED();
 }
 
+void quantize_activation(DType weight_type, const float* x, int64_t T, int64_t K, uint8_t* out,
+                         cudaStream_t s) {
+  KVS_CHECK(bd::has_unit_dot(weight_type), "quantize_activation: no unit dot for this type");
+  int elems, bytes;
+  bd::activation_block(weight_type, elems, bytes);
+  KVS_CHECK(K % elems == 0, "quantize_activation: K not a multiple of the block");
+  const int64_t warps = T * (K / elems);
+  if (warps == 0) return;
+  quantize_act_kernel<<<blocks_for(warps * kWarp, 128), 128, 0, s>>>(x, T, K, elems, bytes, out);
+  KVS_CUDA_LAUNCHED();
+}
+
 size_t gemv_scratch_bytes(const DeviceMatrix& W, int64_t T) {
   if (!bd::has_unit_dot(W.dtype)) return 0;
   int elems, bytes;
@@ -348,9 +431,7 @@ size_t quantize_for(const float* x, int64_t T, const DeviceMatrix& W, CudaContex
   const size_t act_row = static_cast<size_t>(W.cols / elems) * bytes;
   if (have_elems != nullptr && *have_elems == elems && *have_bytes == bytes) return act_row;
   ctx.act_q.reserve(static_cast<size_t>(T) * act_row);
-  quantize_act_kernel<<<blocks_for(T * (W.cols / elems), 64), 64, 0, ctx.stream()>>>(
-      x, T, W.cols, elems, bytes, ctx.act_q.as<uint8_t>());
-  KVS_CUDA_LAUNCHED();
+  quantize_activation(W.dtype, x, T, W.cols, ctx.act_q.as<uint8_t>(), ctx.stream());
   if (have_elems != nullptr) *have_elems = elems, *have_bytes = bytes;
   return act_row;
 }

@@ -52,6 +52,11 @@ void matmul_shared_input(const float* x, int64_t T, std::initializer_list<Matmul
 void matmul_glu(const float* x, int64_t T, const DeviceMatrix& gate, const DeviceMatrix& up,
                 bool gelu, float* out, float* up_scratch, CudaContext& ctx);
 
+// x [T, K] quantized as the CPU's quantize_activation(weight_type, ...) quantizes each row
+// (the same bytes): out [T][activation row bytes]. For the weight types with unit dots.
+void quantize_activation(DType weight_type, const float* x, int64_t T, int64_t K, uint8_t* out,
+                         cudaStream_t s);
+
 // Bytes of ctx.act_q the decode path needs for T tokens of W (0 for dequantized types), so
 // that a runner can reserve it before capturing a graph.
 size_t gemv_scratch_bytes(const DeviceMatrix& W, int64_t T);

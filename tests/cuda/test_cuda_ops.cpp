@@ -13,6 +13,7 @@
 #include "kernels/core/quant_blocks.h"
 #include "kernels/core/tensor.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/quant_dot.h"
 #include "kernels/cuda/ops.h"
 
 namespace kvs {
@@ -177,6 +178,30 @@ TEST(CudaOps, SharedInputMatmulEqualsSeparateMatmuls) {
       const size_t n = static_cast<size_t>(T * rows[i]);
       EXPECT_EQ(to_host<float>(shared[i], n), to_host<float>(sep[i], n)) << dtype_name(types[i]);
     }
+  }
+}
+
+// The decode GEMV's activation rows: the CPU's quantize_activation bytes for every format,
+// with a zero block, a negative extreme, ties of magnitude and exact halves.
+TEST(CudaOps, ActivationQuantizationEqualsTheCpu) {
+  KVS_REQUIRE_CUDA();
+  const int64_t T = 3, K = 1024;
+  std::vector<float> x = randn(static_cast<size_t>(T * K), 40, 2.0f);
+  for (int i = 0; i < 32; ++i) x[32 + i] = 0.0f;
+  for (int i = 256; i < 512; ++i) x[i] = 0.0f;  // a whole Q8_K block
+  x[600] = -9.0f;
+  x[700] = 9.0f, x[701] = -9.0f;  // equal magnitudes: the first one sets the sign
+  for (int i = 0; i < 32; ++i) x[K + 64 + i] = 0.5f * static_cast<float>(i - 16);
+  const auto dx = to_device(x);
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q4_K}) {
+    SCOPED_TRACE(std::string(dtype_name(vec_dot_type(t))));
+    const size_t row = activation_row_bytes(t, K);
+    std::vector<uint8_t> want(row * T);
+    for (int64_t r = 0; r < T; ++r)
+      kvs::quantize_activation(t, x.data() + r * K, want.data() + r * row, K);
+    cuda::DeviceBuffer out(want.size());
+    cuda::quantize_activation(t, dx.as<float>(), T, K, out.as<uint8_t>(), nullptr);
+    EXPECT_EQ(to_host<uint8_t>(out, want.size()), want);
   }
 }
 
