@@ -1,8 +1,11 @@
-// Full-cache attention. The reference: one warp per (query token, query head) walks the
-// visible keys in order with an online softmax (O(1) memory per query); lane l owns the
-// output dimensions l, l + 32, ... Split-K decode: the same walk over chunks of
-// kAttentionSplitKeys positions in parallel warps, then a merge per query, so a long context
-// is not one warp's serial loop. The reference stays as its twin.
+// Full-cache attention, one warp per (query token, query head), online softmax (O(1) memory
+// per query), lane l owning the output dimensions l, l + 32, ...
+//   attention_reference: the warp walks the visible keys one by one (a warp reduction per
+//     key). The twin of the others.
+//   attention: keys 32 at a time, lane j scoring key j of the chunk against q in shared
+//     memory, one softmax update per chunk, then the chunk's values folded in.
+//   attention_split (decode): that walk over chunks of kAttentionSplitKeys visible keys in
+//     parallel warps, then a merge per query, so a long context is not one warp's loop.
 #include <algorithm>
 #include <cmath>
 
@@ -85,8 +88,94 @@ __device__ __forceinline__ void attend_keys(const AttentionArgs& a, int64_t w, i
   }
 }
 
+// The chunked walk of query warp w over keys [j0, j1], folded into (m, l, acc) like
+// attend_keys. q_smem: this warp's [head_dim_k] floats of shared memory.
 template <bool kF32>
-__global__ void attention_kernel(AttentionArgs a) {
+__device__ __forceinline__ void attend_keys_chunked(const AttentionArgs& a, int64_t w, int lane,
+                                                    int64_t j0, int64_t j1, float& m, float& l,
+                                                    float (&acc)[kMaxPerLane], float* q_smem) {
+  const int h = static_cast<int>(w % a.n_head);
+  const int g = h / (a.n_head / a.n_head_kv);
+  const float* q = a.q + w * a.head_dim_k;
+  const int64_t k_rb = kv::row_size(a.k_dtype, a.head_dim_k);
+  const int64_t v_rb = kv::row_size(a.v_dtype, a.head_dim_v);
+  const uint8_t* K = static_cast<const uint8_t*>(a.k) + g * a.cap * k_rb;
+  const uint8_t* V = static_cast<const uint8_t*>(a.v) + g * a.cap * v_rb;
+  for (int d = lane; d < a.head_dim_k; d += kWarp) q_smem[d] = q[d];
+  __syncwarp();
+  const bool vec4 = kF32 && a.head_dim_k % 4 == 0;  // f32 rows 16-byte aligned
+  for (int64_t c = j0; c <= j1; c += kWarp) {
+    const int64_t j = c + lane;
+    const bool valid = j <= j1;
+    float s = -INFINITY;
+    if (valid) {
+      const uint8_t* kj = K + (j % a.cap) * k_rb;
+      float dot = 0.0f;
+      if (vec4) {
+        const auto* k4 = reinterpret_cast<const float4*>(kj);
+        for (int d4 = 0; d4 < a.head_dim_k / 4; ++d4) {
+          const float4 kv4 = k4[d4];
+          dot += q_smem[4 * d4] * kv4.x + q_smem[4 * d4 + 1] * kv4.y + q_smem[4 * d4 + 2] * kv4.z +
+                 q_smem[4 * d4 + 3] * kv4.w;
+        }
+      } else {
+        for (int d = 0; d < a.head_dim_k; ++d) dot += q_smem[d] * kv_elem<kF32>(a.k_dtype, kj, d);
+      }
+      s = dot * a.scale;
+      if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
+    }
+    float cmax = s;
+    for (int off = kWarp / 2; off > 0; off /= 2)
+      cmax = fmaxf(cmax, __shfl_xor_sync(0xffffffffu, cmax, off));
+    const float m_new = fmaxf(m, cmax);  // finite: lane 0's key is always valid
+    const float corr = expf(m - m_new);  // 0 on the first chunk (m = -inf)
+    const float p = valid ? expf(s - m_new) : 0.0f;
+    l = l * corr + warp_sum(p);
+#pragma unroll
+    for (int i = 0; i < kMaxPerLane; ++i) acc[i] *= corr;
+    const int n = static_cast<int>(std::min<int64_t>(kWarp, j1 - c + 1));
+    for (int jj = 0; jj < n; ++jj) {
+      const float pj = __shfl_sync(0xffffffffu, p, jj);
+      const uint8_t* vj = V + ((c + jj) % a.cap) * v_rb;
+#pragma unroll
+      for (int i = 0; i < kMaxPerLane; ++i) {
+        const int d = lane + i * kWarp;
+        if (d < a.head_dim_v) acc[i] += pj * kv_elem<kF32>(a.v_dtype, vj, d);
+      }
+    }
+    m = m_new;
+  }
+}
+
+// out = acc / l for lane's dims (zeros when no key is visible, as the CPU does).
+__device__ __forceinline__ void write_out(const AttentionArgs& a, int64_t w, int lane, float l,
+                                          const float (&acc)[kMaxPerLane]) {
+  float* o = a.out + w * a.head_dim_v;
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+#pragma unroll
+  for (int i = 0; i < kMaxPerLane; ++i) {
+    const int d = lane + i * kWarp;
+    if (d < a.head_dim_v) o[d] = acc[i] * inv;
+  }
+}
+
+template <bool kF32>
+__global__ void attention_chunked_kernel(AttentionArgs a) {
+  __shared__ float q_smem[kWarpsPerBlock][kMaxAttentionHeadDim];
+  const int64_t w = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  const int lane = static_cast<int>(threadIdx.x % kWarp);
+  if (w >= a.T * a.n_head) return;
+  float acc[kMaxPerLane] = {};
+  float m = -INFINITY, l = 0.0f;
+  int64_t first, last;
+  visible_range(a, a.q_pos[w / a.n_head], first, last);
+  if (first <= last)
+    attend_keys_chunked<kF32>(a, w, lane, first, last, m, l, acc, q_smem[threadIdx.x / kWarp]);
+  write_out(a, w, lane, l, acc);
+}
+
+template <bool kF32>
+__global__ void attention_reference_kernel(AttentionArgs a) {
   const int64_t w = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
   const int lane = static_cast<int>(threadIdx.x % kWarp);
   if (w >= a.T * a.n_head) return;
@@ -110,6 +199,7 @@ __global__ void attention_kernel(AttentionArgs a) {
 template <bool kF32>
 __global__ void attention_split_kernel(AttentionArgs a, int n_split, float* part_ml,
                                        float* part_acc) {
+  __shared__ float q_smem[kWarpsPerBlock][kMaxAttentionHeadDim];
   const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
   const int lane = static_cast<int>(threadIdx.x % kWarp);
   if (gw >= a.T * a.n_head * n_split) return;
@@ -121,7 +211,8 @@ __global__ void attention_split_kernel(AttentionArgs a, int n_split, float* part
   visible_range(a, a.q_pos[w / a.n_head], first, last);
   const int64_t j0 = first + static_cast<int64_t>(split) * kSplitKeys;
   const int64_t j1 = std::min<int64_t>(last, j0 + kSplitKeys - 1);
-  if (j0 <= j1) attend_keys<kF32>(a, w, lane, j0, j1, m, l, acc);
+  if (j0 <= j1)
+    attend_keys_chunked<kF32>(a, w, lane, j0, j1, m, l, acc, q_smem[threadIdx.x / kWarp]);
   if (lane == 0) {
     part_ml[2 * gw] = m;
     part_ml[2 * gw + 1] = l;
@@ -212,15 +303,27 @@ void attention_split(const AttentionArgs& a, int64_t max_keys, float* scratch, c
   KVS_CUDA_LAUNCHED();
 }
 
+void attention_reference(const AttentionArgs& a, cudaStream_t s) {
+  check_args(a);
+  const int64_t warps = a.T * a.n_head;
+  if (warps == 0) return;
+  const auto blocks = static_cast<unsigned int>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  if (is_f32(a))
+    attention_reference_kernel<true><<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
+  else
+    attention_reference_kernel<false><<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
+  KVS_CUDA_LAUNCHED();
+}
+
 void attention(const AttentionArgs& a, cudaStream_t s) {
   check_args(a);
   const int64_t warps = a.T * a.n_head;
   if (warps == 0) return;
   const auto blocks = static_cast<unsigned int>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock);
   if (is_f32(a))
-    attention_kernel<true><<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
+    attention_chunked_kernel<true><<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
   else
-    attention_kernel<false><<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
+    attention_chunked_kernel<false><<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
   KVS_CUDA_LAUNCHED();
 }
 

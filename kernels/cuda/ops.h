@@ -110,7 +110,10 @@ struct AttentionArgs {
   float softcap = 0.0f;
 };
 inline constexpr int kMaxAttentionHeadDim = 512;
+// Keys 32 at a time per warp (prefill).
 void attention(const AttentionArgs& a, cudaStream_t s);
+// Keys one at a time per warp: the twin the other kernels are tested against.
+void attention_reference(const AttentionArgs& a, cudaStream_t s);
 
 // The same attention split over chunks of kAttentionSplitKeys of each query's visible keys
 // (one warp each, in parallel), then merged per query: for decode over long caches. The

@@ -333,7 +333,9 @@ TEST(CudaOps, AttentionMatchesTheReferenceBackend) {
         Case{4, 1, 256, 16, 0.0f, 40, 6, 16 - 1 + 8}, Case{6, 3, 128, 0, 30.0f, 100, 3, 128},
         // Several split-K chunks (kAttentionSplitKeys = 256), one partly filled; a window
         // longer than a chunk over a wrapped ring.
-        Case{9, 3, 64, 0, 0.0f, 700, 1, 1024}, Case{4, 1, 256, 300, 50.0f, 900, 2, 300 - 1 + 8}}) {
+        Case{9, 3, 64, 0, 0.0f, 700, 1, 1024}, Case{4, 1, 256, 300, 50.0f, 900, 2, 300 - 1 + 8},
+        // A head dim that is no multiple of 4 (the chunked kernel's scalar path).
+        Case{2, 1, 6, 0, 0.0f, 40, 2, 64}}) {
     SCOPED_TRACE("heads " + std::to_string(c.n_head) + "/" + std::to_string(c.n_kv) + " hd " +
                  std::to_string(c.hd) + " window " + std::to_string(c.window));
     const int64_t n = c.n_past + c.T;
@@ -389,8 +391,15 @@ TEST(CudaOps, AttentionMatchesTheReferenceBackend) {
     a.scale = shape.scale;
     a.window = c.window;
     a.softcap = c.softcap;
-    cuda::attention(a, nullptr);
+    cuda::attention_reference(a, nullptr);
     EXPECT_LT(rel_err(to_host<float>(out, want.size()), want), 1e-5) << "reference kernel";
+    {
+      cuda::DeviceBuffer out_c(want.size() * 4);
+      a.out = out_c.as<float>();
+      cuda::attention(a, nullptr);
+      EXPECT_LT(rel_err(to_host<float>(out_c, want.size()), want), 1e-5) << "chunked kernel";
+      a.out = out.as<float>();
+    }
     // Split-K over the most keys any query can see (the window, or a context of cap).
     for (int64_t max_keys : {c.window > 0 ? int64_t{c.window} : c.cap, int64_t{4096}}) {
       cuda::DeviceBuffer scratch(cuda::attention_split_scratch_floats(a, max_keys) * 4);
@@ -446,8 +455,10 @@ TEST(CudaOps, AttentionMatchesTheReferenceBackend) {
       b.k_dtype = b.v_dtype = st;
       cuda::DeviceBuffer out3(want.size() * 4);
       b.out = out3.as<float>();
-      cuda::attention(b, nullptr);
+      cuda::attention_reference(b, nullptr);
       EXPECT_LT(rel_err(to_host<float>(out3, want.size()), want_q), 1e-5) << "reference kernel";
+      cuda::attention(b, nullptr);
+      EXPECT_LT(rel_err(to_host<float>(out3, want.size()), want_q), 1e-5) << "chunked kernel";
       cuda::DeviceBuffer scratch(cuda::attention_split_scratch_floats(b, 4096) * 4);
       cuda::attention_split(b, 4096, scratch.as<float>(), nullptr);
       EXPECT_LT(rel_err(to_host<float>(out3, want.size()), want_q), 1e-5) << "split-K";
