@@ -159,12 +159,11 @@ class CudaRunner final : public DeviceRunner {
         cuda::rms_norm(x, L.attn_norm, h, T, E, c_.norm_eps, s);
       cuda::matmul_shared_input(h, T, {{&L.wq, L.bq, q}, {&L.wk, L.bk, k}, {&L.wv, L.bv, v}}, ctx_);
       if (c_.qk_norm) {
-        cuda::rms_norm(q, L.q_norm, q, T * c_.n_head, c_.head_dim_k, c_.norm_eps, s);
-        cuda::rms_norm(k, L.k_norm, k, T * c_.n_head_kv, c_.head_dim_k, c_.norm_eps, s);
+        cuda::rms_norm_qk(q, L.q_norm, T * c_.n_head, k, L.k_norm, T * c_.n_head_kv, c_.head_dim_k,
+                          c_.norm_eps, s);
       }
       if (c_.q_scale != 1.0f) cuda::scale_inplace(q, c_.q_scale, T * q_dim_, s);
-      cuda::rope(q, T, c_.n_head, c_.head_dim_k, dpos, rope_[il], s);
-      cuda::rope(k, T, c_.n_head_kv, c_.head_dim_k, dpos, rope_[il], s);
+      cuda::rope_qk(q, c_.n_head, k, c_.n_head_kv, T, c_.head_dim_k, dpos, rope_[il], s);
       void* ck = cache_k_[il].get();
       void* cv = cache_v_[il].get();
       cuda::store_kv(k, v, T, c_.n_head_kv, c_.head_dim_k, c_.head_dim_v, dpos, cap_[il], ck, cv, s,

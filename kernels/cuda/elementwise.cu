@@ -28,17 +28,32 @@ __device__ __forceinline__ float rms_scale(double ss, int64_t n, float eps) {
   return 1.0f / sqrtf(static_cast<float>(part[0] / static_cast<double>(n)) + eps);
 }
 
-// One block per row. Squares in float and sums in double, as ops::rms_norm does.
-__global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_t n, float eps) {
-  const int64_t r = blockIdx.x;
-  const float* xr = x + r * n;
-  float* yr = y + r * n;
+// Row r of y = rms_norm(x) * w, by one block. Squares in float and sums in double, as
+// ops::rms_norm does. y may alias x: every thread has read its elements' sum before any is
+// written.
+__device__ __forceinline__ void rms_norm_row(const float* xr, const float* w, float* yr, int64_t n,
+                                             float eps) {
   double ss = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += static_cast<double>(xr[i] * xr[i]);
   const float scale = rms_scale(ss, n, eps);
-  // y may alias x: every thread has read its elements' sum before any is written.
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
     yr[i] = xr[i] * scale * (w != nullptr ? w[i] : 1.0f);
+}
+
+// One block per row.
+__global__ void rms_norm_kernel(const float* x, const float* w, float* y, int64_t n, float eps) {
+  const int64_t r = blockIdx.x;
+  rms_norm_row(x + r * n, w, y + r * n, n, eps);
+}
+
+// The q rows (first rows_q blocks, weight wq) and k rows (weight wk) in one launch, in place.
+__global__ void rms_norm_qk_kernel(float* q, const float* wq, int64_t rows_q, float* k,
+                                   const float* wk, int64_t n, float eps) {
+  const int64_t r = blockIdx.x;
+  if (r < rows_q)
+    rms_norm_row(q + r * n, wq, q + r * n, n, eps);
+  else
+    rms_norm_row(k + (r - rows_q) * n, wk, k + (r - rows_q) * n, n, eps);
 }
 
 // x += h, then y = rms_norm(x) * w: the same float operations as add_inplace followed by
@@ -60,12 +75,10 @@ __global__ void add_rms_norm_kernel(float* x, const float* h, const float* w, fl
     yr[i] = xr[i] * scale * (w != nullptr ? w[i] : 1.0f);
 }
 
-// One thread per (token, head, pair).
-__global__ void rope_kernel(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos,
-                            RopeTable tab) {
+// Pair idx of x [T][n_heads][head_dim] (idx = (t * n_heads + h) * n_rot / 2 + i), rotated.
+__device__ __forceinline__ void rope_pair(float* x, int n_heads, int head_dim, const int32_t* pos,
+                                          const RopeTable& tab, int64_t idx) {
   const int half = tab.n_rot / 2;
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= T * n_heads * half) return;
   const int i = static_cast<int>(idx % half);
   const int64_t th = idx / half;  // t * n_heads + h
   const int64_t t = th / n_heads;
@@ -78,6 +91,24 @@ __global__ void rope_kernel(float* x, int64_t T, int n_heads, int head_dim, cons
   const float a = v[i0], b = v[i1];
   v[i0] = a * c - b * s;
   v[i1] = a * s + b * c;
+}
+
+// One thread per (token, head, pair).
+__global__ void rope_kernel(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos,
+                            RopeTable tab) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx < T * n_heads * (tab.n_rot / 2)) rope_pair(x, n_heads, head_dim, pos, tab, idx);
+}
+
+// q's pairs, then k's, in one launch.
+__global__ void rope_qk_kernel(float* q, int n_head, float* k, int n_kv, int64_t T, int head_dim,
+                               const int32_t* pos, RopeTable tab) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t nq = T * n_head * (tab.n_rot / 2);
+  if (idx < nq)
+    rope_pair(q, n_head, head_dim, pos, tab, idx);
+  else if (idx < nq + T * n_kv * (tab.n_rot / 2))
+    rope_pair(k, n_kv, head_dim, pos, tab, idx - nq);
 }
 
 __global__ void silu_mul_kernel(const float* g, const float* u, float* o, int64_t n) {
@@ -154,6 +185,14 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n,
   KVS_CUDA_LAUNCHED();
 }
 
+void rms_norm_qk(float* q, const float* wq, int64_t rows_q, float* k, const float* wk,
+                 int64_t rows_k, int64_t n, float eps, cudaStream_t s) {
+  if (rows_q + rows_k == 0) return;
+  rms_norm_qk_kernel<<<static_cast<unsigned int>(rows_q + rows_k), kThreads, 0, s>>>(q, wq, rows_q,
+                                                                                     k, wk, n, eps);
+  KVS_CUDA_LAUNCHED();
+}
+
 void add_rms_norm(float* x, const float* h, const float* w, float* y, int64_t rows, int64_t n,
                   float eps, cudaStream_t s) {
   if (rows == 0) return;
@@ -180,6 +219,14 @@ void rope(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos,
   const int64_t n = T * n_heads * (table.n_rot / 2);
   if (n == 0) return;
   rope_kernel<<<blocks_for(n), kThreads, 0, s>>>(x, T, n_heads, head_dim, pos, table);
+  KVS_CUDA_LAUNCHED();
+}
+
+void rope_qk(float* q, int n_head, float* k, int n_kv, int64_t T, int head_dim, const int32_t* pos,
+             const RopeTable& table, cudaStream_t s) {
+  const int64_t n = T * (n_head + n_kv) * (table.n_rot / 2);
+  if (n == 0) return;
+  rope_qk_kernel<<<blocks_for(n), kThreads, 0, s>>>(q, n_head, k, n_kv, T, head_dim, pos, table);
   KVS_CUDA_LAUNCHED();
 }
 

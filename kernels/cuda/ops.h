@@ -69,6 +69,10 @@ void dequantize_bf16(const DeviceMatrix& W, uint16_t* out, cudaStream_t s);
 
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps,
               cudaStream_t s);
+// rms_norm of q [rows_q, n] (weight wq) and k [rows_k, n] (weight wk) in place, one launch
+// (bit-identical to two rms_norm calls).
+void rms_norm_qk(float* q, const float* wq, int64_t rows_q, float* k, const float* wk,
+                 int64_t rows_k, int64_t n, float eps, cudaStream_t s);
 // The residual add and the next norm in one kernel: x += h, y = rms_norm(x) * w (bit-identical
 // to add_inplace then rms_norm). x, h, y: [rows, n]; y may alias h.
 void add_rms_norm(float* x, const float* h, const float* w, float* y, int64_t rows, int64_t n,
@@ -85,6 +89,9 @@ RopeTable rope_table(const ops::RopeParams& p);
 // x: [T, n_heads, head_dim] rotated in place; pos: [T] device.
 void rope(float* x, int64_t T, int n_heads, int head_dim, const int32_t* pos,
           const RopeTable& table, cudaStream_t s);
+// rope of q [T, n_head, head_dim] and k [T, n_kv, head_dim] in one launch (bit-identical).
+void rope_qk(float* q, int n_head, float* k, int n_kv, int64_t T, int head_dim, const int32_t* pos,
+             const RopeTable& table, cudaStream_t s);
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);
 void gelu_tanh_mul(const float* gate, const float* up, float* out, int64_t n, cudaStream_t s);

@@ -260,6 +260,20 @@ TEST(CudaOps, ElementwiseOpsMatchTheCpu) {
     EXPECT_EQ(to_host<float>(dres, x.size()), to_host<float>(dres2, x.size())) << "residual";
   }
 
+  {
+    // rms_norm_qk = rms_norm of each, bit for bit (rows of 64: q 7 * 5 rows, k 7 * 2 rows).
+    const int64_t hd = 64, rq = rows * 5, rk = rows * 2;
+    const std::vector<float> q0 = randn(rq * hd, 14), k0 = randn(rk * hd, 15), wk = randn(hd, 16);
+    const auto dq = to_device(q0), dk = to_device(k0), dq2 = to_device(q0), dk2 = to_device(k0);
+    const auto dwk = to_device(wk);
+    cuda::rms_norm(dq.as<float>(), dw.as<float>(), dq.as<float>(), rq, hd, 1e-6f, nullptr);
+    cuda::rms_norm(dk.as<float>(), dwk.as<float>(), dk.as<float>(), rk, hd, 1e-6f, nullptr);
+    cuda::rms_norm_qk(dq2.as<float>(), dw.as<float>(), rq, dk2.as<float>(), dwk.as<float>(), rk, hd,
+                      1e-6f, nullptr);
+    EXPECT_EQ(to_host<float>(dq2, q0.size()), to_host<float>(dq, q0.size())) << "rms_norm_qk q";
+    EXPECT_EQ(to_host<float>(dk2, k0.size()), to_host<float>(dk, k0.size())) << "rms_norm_qk k";
+  }
+
   ops::silu_mul(x.data(), y.data(), want.data(), rows * n);
   cuda::silu_mul(dx.as<float>(), dy.as<float>(), out.as<float>(), rows * n, nullptr);
   EXPECT_LT(rel_err(to_host<float>(out, x.size()), want), 1e-6) << "silu_mul";
@@ -313,6 +327,16 @@ TEST(CudaOps, RopeMatchesTheCpuInBothLayouts) {
       cuda::rope(dx.as<float>(), T, n_heads, hd, dpos.as<int32_t>(), cuda::rope_table(p), nullptr);
       // Device sin/cos of angles up to ~3e4 radians differ from libm by a few ulps of the angle.
       EXPECT_LT(rel_err(to_host<float>(dx, x.size()), x), 1e-4);
+      // rope_qk: q (3 heads) and k (1 head) in one launch, bit for bit the two rope calls.
+      const std::vector<float> q0 = randn(T * n_heads * hd, 12), k0 = randn(T * hd, 13);
+      const auto dq = to_device(q0), dk = to_device(k0), dq2 = to_device(q0), dk2 = to_device(k0);
+      const cuda::RopeTable tab = cuda::rope_table(p);
+      cuda::rope(dq.as<float>(), T, n_heads, hd, dpos.as<int32_t>(), tab, nullptr);
+      cuda::rope(dk.as<float>(), T, 1, hd, dpos.as<int32_t>(), tab, nullptr);
+      cuda::rope_qk(dq2.as<float>(), n_heads, dk2.as<float>(), 1, T, hd, dpos.as<int32_t>(), tab,
+                    nullptr);
+      EXPECT_EQ(to_host<float>(dq2, q0.size()), to_host<float>(dq, q0.size())) << "rope_qk q";
+      EXPECT_EQ(to_host<float>(dk2, k0.size()), to_host<float>(dk, k0.size())) << "rope_qk k";
     }
   }
 }
