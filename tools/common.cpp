@@ -52,8 +52,9 @@ void add_model_options(CLI::App& app, ModelOptions& o) {
                  "Context size in tokens (0 or unset: min(training context, 4096))");
   app.add_option("-b,--batch-size", o.batch, "Prefill chunk size in tokens")->capture_default_str();
   app.add_option("--attention", o.attention, "Attention backend")->capture_default_str();
-  app.add_option("--device", o.device,
-                 "cpu, cuda or auto (cuda when a device is present; cache plans run on the cpu)")
+  app.add_option(
+         "--device", o.device,
+         "cpu, cuda or auto (cuda when a device is present; plans that evict run on the cpu)")
       ->capture_default_str();
   app.add_option("--cache", o.cache,
                  "KV cache plan: a JSON file or a shipped plan name (configs/cache/NAME.json)");
