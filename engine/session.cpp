@@ -100,7 +100,8 @@ Session::Session(const Engine& engine, const SessionOptions& opts) : engine_(eng
     throw Error("--device must be cpu, cuda or auto, got '" + opts.device + "'");
   DeviceCacheSpec device_cache;  // the plan's storage types, when the device can carry it out
   bool device_plan = !opts.plan;
-  if (opts.plan) {
+  // Only where a device could take it: a CPU session leaves the plan to the cache manager.
+  if (opts.plan && engine.device_model() != nullptr && opts.device != "cpu") {
     const ResolvedPlan r =
         resolve_cache_plan(*opts.plan, c.n_layer, c.n_head_kv, c.head_dim_k, c.head_dim_v);
     device_plan = plan_keeps_everything(*opts.plan, r);
