@@ -303,28 +303,34 @@ void attention_split(const AttentionArgs& a, int64_t max_keys, float* scratch, c
   KVS_CUDA_LAUNCHED();
 }
 
-void attention_reference(const AttentionArgs& a, cudaStream_t s) {
+namespace {
+
+// One warp per (token, query head): the one-key-at-a-time twin or the chunked kernel.
+void launch_per_query(const AttentionArgs& a, cudaStream_t s, bool reference) {
   check_args(a);
   const int64_t warps = a.T * a.n_head;
   if (warps == 0) return;
   const auto blocks = static_cast<unsigned int>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  if (is_f32(a))
-    attention_reference_kernel<true><<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
+  const unsigned int threads = kWarpsPerBlock * kWarp;
+  if (reference && is_f32(a))
+    attention_reference_kernel<true><<<blocks, threads, 0, s>>>(a);
+  else if (reference)
+    attention_reference_kernel<false><<<blocks, threads, 0, s>>>(a);
+  else if (is_f32(a))
+    attention_chunked_kernel<true><<<blocks, threads, 0, s>>>(a);
   else
-    attention_reference_kernel<false><<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
+    attention_chunked_kernel<false><<<blocks, threads, 0, s>>>(a);
   KVS_CUDA_LAUNCHED();
 }
 
+}  // namespace
+
+void attention_reference(const AttentionArgs& a, cudaStream_t s) {
+  launch_per_query(a, s, true);
+}
+
 void attention(const AttentionArgs& a, cudaStream_t s) {
-  check_args(a);
-  const int64_t warps = a.T * a.n_head;
-  if (warps == 0) return;
-  const auto blocks = static_cast<unsigned int>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  if (is_f32(a))
-    attention_chunked_kernel<true><<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
-  else
-    attention_chunked_kernel<false><<<blocks, kWarpsPerBlock * kWarp, 0, s>>>(a);
-  KVS_CUDA_LAUNCHED();
+  launch_per_query(a, s, false);
 }
 
 }  // namespace kvs::cuda
