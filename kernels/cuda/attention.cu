@@ -42,19 +42,37 @@ __device__ __forceinline__ float kv_elem(DType t, const uint8_t* row, int d) {
   return dequant_elem(t, row, d);
 }
 
+// Query warp w's q row and its KV head's cache rows (row bytes in the storage types).
+struct HeadRows {
+  const float* q;
+  const uint8_t* K;
+  const uint8_t* V;
+  int64_t k_rb, v_rb;
+};
+
+__device__ __forceinline__ HeadRows head_rows(const AttentionArgs& a, int64_t w) {
+  const int h = static_cast<int>(w % a.n_head);
+  const int64_t g = h / (a.n_head / a.n_head_kv);
+  HeadRows r;
+  r.q = a.q + w * a.head_dim_k;
+  r.k_rb = kv::row_size(a.k_dtype, a.head_dim_k);
+  r.v_rb = kv::row_size(a.v_dtype, a.head_dim_v);
+  r.K = static_cast<const uint8_t*>(a.k) + g * a.cap * r.k_rb;
+  r.V = static_cast<const uint8_t*>(a.v) + g * a.cap * r.v_rb;
+  return r;
+}
+
 // Online softmax of query warp w over keys [j0, j1]: m (running max), l (running sum) and
 // acc (lane l owns dims l, l + 32, ...) are this warp's state, folded in key order.
 template <bool kF32>
 __device__ __forceinline__ void attend_keys(const AttentionArgs& a, int64_t w, int lane, int64_t j0,
                                             int64_t j1, float& m, float& l,
                                             float (&acc)[kMaxPerLane]) {
-  const int h = static_cast<int>(w % a.n_head);
-  const int g = h / (a.n_head / a.n_head_kv);
-  const float* q = a.q + w * a.head_dim_k;
-  const int64_t k_rb = kv::row_size(a.k_dtype, a.head_dim_k);
-  const int64_t v_rb = kv::row_size(a.v_dtype, a.head_dim_v);
-  const uint8_t* K = static_cast<const uint8_t*>(a.k) + g * a.cap * k_rb;
-  const uint8_t* V = static_cast<const uint8_t*>(a.v) + g * a.cap * v_rb;
+  const HeadRows r = head_rows(a, w);
+  const float* q = r.q;
+  const int64_t k_rb = r.k_rb, v_rb = r.v_rb;
+  const uint8_t* K = r.K;
+  const uint8_t* V = r.V;
   float qr[kMaxPerLane];
 #pragma unroll
   for (int i = 0; i < kMaxPerLane; ++i) {
@@ -94,13 +112,11 @@ template <bool kF32>
 __device__ __forceinline__ void attend_keys_chunked(const AttentionArgs& a, int64_t w, int lane,
                                                     int64_t j0, int64_t j1, float& m, float& l,
                                                     float (&acc)[kMaxPerLane], float* q_smem) {
-  const int h = static_cast<int>(w % a.n_head);
-  const int g = h / (a.n_head / a.n_head_kv);
-  const float* q = a.q + w * a.head_dim_k;
-  const int64_t k_rb = kv::row_size(a.k_dtype, a.head_dim_k);
-  const int64_t v_rb = kv::row_size(a.v_dtype, a.head_dim_v);
-  const uint8_t* K = static_cast<const uint8_t*>(a.k) + g * a.cap * k_rb;
-  const uint8_t* V = static_cast<const uint8_t*>(a.v) + g * a.cap * v_rb;
+  const HeadRows r = head_rows(a, w);
+  const float* q = r.q;
+  const int64_t k_rb = r.k_rb, v_rb = r.v_rb;
+  const uint8_t* K = r.K;
+  const uint8_t* V = r.V;
   for (int d = lane; d < a.head_dim_k; d += kWarp) q_smem[d] = q[d];
   __syncwarp();
   const bool vec4 = kF32 && a.head_dim_k % 4 == 0;  // f32 rows 16-byte aligned
