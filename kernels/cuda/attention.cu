@@ -200,13 +200,7 @@ __global__ void attention_reference_kernel(AttentionArgs a) {
   int64_t first, last;
   visible_range(a, a.q_pos[w / a.n_head], first, last);
   attend_keys<kF32>(a, w, lane, first, last, m, l, acc);
-  float* o = a.out + w * a.head_dim_v;
-  const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // nothing visible: zeros, as the CPU does
-#pragma unroll
-  for (int i = 0; i < kMaxPerLane; ++i) {
-    const int d = lane + i * kWarp;
-    if (d < a.head_dim_v) o[d] = acc[i] * inv;
-  }
+  write_out(a, w, lane, l, acc);
 }
 
 // Split-K decode: warp (w, split) folds chunk `split` of the query's visible keys (kSplitKeys
