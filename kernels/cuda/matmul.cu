@@ -75,7 +75,7 @@ __global__ void gemv_kernel(const float* x, int T, const uint8_t* W, DType t, in
 // One warp per activation block of one token: x [T][K] -> out [T][K / elems][bytes], the
 // CPU's quantize_activation bytes (block_dot.h's quantize_block32 / quantize_block_q8_K are
 // the serial twins; CudaOps.ActivationQuantizationEqualsTheCpu compares). A thread per block
-// had one lane walk 256 floats for a Q8_K block: about 8 us per GEMV input.
+// had one lane walk all 256 floats of a Q8_K block in series.
 //   Q8_0 / Q8_1 (elems 32): lane j owns element j; the block max by a warp max (order-free)
 //   and Q8_1's sum of quants by an integer warp sum.
 //   Q8_K (elems 256): lane l owns elements 8l..8l+7; the element of largest magnitude is the
